@@ -1,0 +1,79 @@
+"""The llama31_8b rule constants and full-scale defaults against the official compliance YAML."""
+
+from pathlib import Path
+
+import mlperf_logging
+import pytest
+import yaml
+
+from trainperf.benchmarks import get_benchmark, get_default_config
+from trainperf.benchmarks import llama31_8b as B
+
+CHECKER = Path(mlperf_logging.__file__).parent / "compliance_checker"
+
+
+def closed_rules(ruleset: str) -> dict:
+    text = (CHECKER / f"training_{ruleset}" / "closed_llama31_8b.yaml").read_text()
+    return {r["KEY"]["NAME"]: r["KEY"] for r in yaml.safe_load(text) if "KEY" in r}
+
+
+def passes(check: str, value, state: dict | None = None) -> bool:
+    import math
+
+    return bool(eval(check.strip(), {"s": state or {}, "math": math}, {"v": {"value": value}}))
+
+
+@pytest.mark.parametrize("ruleset", B.RULESETS)
+def test_constants_satisfy_closed_yaml(ruleset):
+    rules = closed_rules(ruleset)
+    constants = {
+        "max_sequence_length": B.MAX_SEQUENCE_LENGTH,
+        "opt_name": B.OPT_NAME,
+        "opt_adamw_beta_1": B.OPT_ADAMW_BETA_1,
+        "opt_adamw_beta_2": B.OPT_ADAMW_BETA_2,
+        "opt_adamw_epsilon": B.OPT_ADAMW_EPSILON,
+        "opt_adamw_weight_decay": B.OPT_ADAMW_WEIGHT_DECAY,
+        "opt_gradient_clip_norm": B.OPT_GRADIENT_CLIP_NORM,
+        "opt_learning_rate_decay_schedule": B.OPT_LEARNING_RATE_DECAY_SCHEDULE,
+        "eval_samples": B.EVAL_SAMPLES,
+        "max_steps": B.MAX_STEPS,
+    }
+    for key, value in constants.items():
+        assert passes(rules[key]["CHECK"], value), (key, value)
+    eval_rule = rules["eval_accuracy"]["ATLEAST_ONE_CHECK"]
+    assert passes(eval_rule, B.EVAL_ACCURACY_TARGET)
+    assert not passes(eval_rule, B.EVAL_ACCURACY_TARGET + 1e-6)
+
+
+@pytest.mark.parametrize("ruleset", B.RULESETS)
+def test_full_scale_hyperparameters_satisfy_closed_yaml(ruleset):
+    rules = closed_rules(ruleset)
+    cfg = get_default_config("llama31_8b", "full")
+    state: dict = {}
+    for key, value in B.hyperparameter_events(cfg):
+        rule = rules.get(key, {})
+        if "CHECK" in rule:
+            assert passes(rule["CHECK"], value, state), (key, value)
+        if "POST" in rule:
+            exec(rule["POST"].strip(), {"s": state}, {"v": {"value": value}})
+    logged = {k for k, _ in B.hyperparameter_events(cfg)}
+    required = {k for k, r in rules.items() if r.get("REQ") == "EXACTLY_ONE"}
+    # the trainer logs these three itself (they are not benchmark hyperparameters)
+    assert required - logged == {"global_batch_size", "gradient_accumulation_steps", "eval_samples"}
+
+
+def test_full_scale_defaults_are_an_rcp_point():
+    cfg = get_default_config("llama31_8b", "full")
+    lr, warmup_samples = B.RCP_HYPERPARAMETERS[cfg.train.global_batch_size]
+    assert cfg.train.lr == lr
+    assert cfg.train.warmup_steps * cfg.train.global_batch_size == warmup_samples
+    assert cfg.train.end_lr == pytest.approx(0.1 * lr)
+    assert cfg.train.eval_interval_samples == 12288
+    assert cfg.model.flavor == "llama3.1-8b"
+
+
+def test_unknown_names():
+    with pytest.raises(ValueError, match="unknown benchmark 'gpt3'"):
+        get_benchmark("gpt3")
+    with pytest.raises(ValueError, match="unknown scale 'huge'"):
+        get_default_config("llama31_8b", "huge")

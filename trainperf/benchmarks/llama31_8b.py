@@ -1,0 +1,157 @@
+"""llama31_8b: MLPerf Training small-LLM pretraining (Llama 3.1 8B on C4 from random init).
+
+Rule constants are named after the MLLOG key they satisfy; each cites the closed-division
+compliance file of mlperf_logging (``training_6.0.0/closed_llama31_8b.yaml``, identical in 5.1.0)
+or the training rules. ``tests/unit/benchmarks`` checks them against the YAML shipped in the
+installed mlperf_logging. No training logic lives here.
+"""
+
+from __future__ import annotations
+
+from mlperf_logging.mllog import constants as C
+
+from trainperf.benchmarks.scale import Scale
+from trainperf.config import Config, DataConfig, LogConfig, ModelConfig, TrainConfig
+
+SUBMISSION_BENCHMARK = C.LLAMA31_8B
+RULESETS = ("5.1.0", "6.0.0", "6.1.0")  # mlperf_logging rulesets that know this benchmark
+
+# --- closed_llama31_8b.yaml -------------------------------------------------------------------
+MAX_SEQUENCE_LENGTH = 8192  # CHECK v['value'] == 8192
+OPT_NAME = "adamw"  # CHECK v['value'] == 'adamw'
+OPT_ADAMW_BETA_1 = 0.9
+OPT_ADAMW_BETA_2 = 0.95
+OPT_ADAMW_EPSILON = 1e-05
+OPT_ADAMW_WEIGHT_DECAY = 0.1
+OPT_GRADIENT_CLIP_NORM = 1.0
+OPT_LEARNING_RATE_DECAY_SCHEDULE = "cosine with linear warmup"
+MAX_STEPS = 1_200_000  # CHECK v['value'] == 1200000; decay steps == MAX_STEPS - warmup steps
+EVAL_SAMPLES = 1024  # CHECK v['value'] == 1024: the first 1024 validation sequences
+EVAL_ACCURACY_TARGET = 3.3  # ATLEAST_ONE_CHECK v['value'] <= 3.3 (log perplexity)
+# --- training rules (training_rules.adoc v6.0) ------------------------------------------------
+OPT_END_LEARNING_RATE_FACTOR = 0.1  # opt_end_learning_rate = opt_base_learning_rate * 0.1
+EVALUATION_FREQUENCY = 12288  # samples, rounded up to a multiple of the global batch size
+SUBMISSION_RUNS = 10  # mlperf_logging benchmark_meta result-file count
+
+# RCP hyperparameters (rcp_checker/training_6.0.0/rcps_llama31_8b.json): GBS -> (LR, warmup
+# samples). Warmup steps = warmup samples / GBS.
+RCP_HYPERPARAMETERS: dict[int, tuple[float, int]] = {
+    16: (4e-4, 256),
+    32: (8e-4, 4096),
+    64: (8e-4, 6144),
+    96: (1e-3, 16348),
+    128: (2e-3, 32768),
+}
+
+# Keys whose compliance CHECK depends on the scale: a reduced-scale run logs its real (smaller)
+# values, and the checker flags exactly these. Everything else must pass at every scale.
+SCALE_DEPENDENT_KEYS = (
+    C.MAX_SEQUENCE_LENGTH,
+    C.MAX_STEPS,
+    C.OPT_LR_DECAY_STEPS,
+    C.EVAL_SAMPLES,
+    C.EVAL_ACCURACY,
+)
+
+SCALES: dict[str, Scale] = {
+    "full": Scale(
+        name="full",
+        description="the MLPerf rules: Llama 3.1 8B, C4, seq 8192, GBS 32, target 3.3",
+        flavor="llama3.1-8b",
+        seq_len=MAX_SEQUENCE_LENGTH,
+        global_batch_size=32,
+        micro_batch_size=1,
+        lr=RCP_HYPERPARAMETERS[32][0],
+        warmup_steps=RCP_HYPERPARAMETERS[32][1] // 32,
+        max_steps=MAX_STEPS,
+        eval_every_samples=EVALUATION_FREQUENCY,
+        eval_samples=EVAL_SAMPLES,
+        target=EVAL_ACCURACY_TARGET,
+        data_source="c4",
+        vocab_size=128256,
+    ),
+    "small": Scale(
+        name="small",
+        description="one GPU, minutes: a 12-layer model on the built-in corpus",
+        flavor="small",
+        seq_len=1024,
+        global_batch_size=32,
+        micro_batch_size=8,
+        lr=2e-3,
+        warmup_steps=100,
+        max_steps=3000,
+        eval_every_samples=3072,
+        eval_samples=256,
+        target=2.6,
+        data_source="builtin",
+        vocab_size=8192,
+        max_bytes=64_000_000,
+    ),
+    "tiny": Scale(
+        name="tiny",
+        description="CPU, about a minute: a 2-layer model on the built-in corpus",
+        flavor="tiny",
+        seq_len=128,
+        global_batch_size=16,
+        micro_batch_size=16,
+        lr=3e-3,
+        warmup_steps=20,
+        max_steps=600,
+        eval_every_samples=256,
+        eval_samples=64,
+        target=4.0,
+        data_source="builtin",
+        vocab_size=2048,
+        max_bytes=8_000_000,
+    ),
+}
+
+
+def default_config(scale: str) -> Config:
+    """The benchmark's default configuration at one scale."""
+    s = SCALES[scale]
+    return Config(
+        benchmark=SUBMISSION_BENCHMARK,
+        scale=scale,
+        model=ModelConfig(flavor=s.flavor),
+        train=TrainConfig(
+            seq_len=s.seq_len,
+            global_batch_size=s.global_batch_size,
+            micro_batch_size=s.micro_batch_size,
+            lr=s.lr,
+            warmup_steps=s.warmup_steps,
+            max_steps=s.max_steps,
+            end_lr_factor=OPT_END_LEARNING_RATE_FACTOR,
+            beta1=OPT_ADAMW_BETA_1,
+            beta2=OPT_ADAMW_BETA_2,
+            eps=OPT_ADAMW_EPSILON,
+            weight_decay=OPT_ADAMW_WEIGHT_DECAY,
+            grad_clip=OPT_GRADIENT_CLIP_NORM,
+            eval_every_samples=s.eval_every_samples,
+            eval_samples=s.eval_samples,
+            target=s.target,
+        ),
+        data=DataConfig(source=s.data_source, vocab_size=s.vocab_size, max_bytes=s.max_bytes),
+        log=LogConfig(),
+    )
+
+
+def hyperparameter_events(cfg: Config) -> list[tuple[str, object]]:
+    """The benchmark's MLLOG hyperparameter keys with the values this run really uses, in an order
+    the checker accepts (warmup before decay steps, whose CHECK reads the warmup state)."""
+    t = cfg.train
+    return [
+        (C.MAX_SEQUENCE_LENGTH, t.seq_len),
+        (C.OPT_NAME, OPT_NAME),
+        (C.OPT_BASE_LR, t.lr),
+        (C.OPT_END_LR, t.end_lr),
+        (C.OPT_LR_WARMUP_STEPS, t.warmup_steps),
+        (C.OPT_LR_DECAY_STEPS, t.max_steps - t.warmup_steps),
+        (C.OPT_LR_DECAY_SCHEDULE, OPT_LEARNING_RATE_DECAY_SCHEDULE),
+        (C.OPT_ADAMW_BETA_1, t.beta1),
+        (C.OPT_ADAMW_BETA_2, t.beta2),
+        (C.OPT_ADAMW_EPSILON, t.eps),
+        (C.OPT_ADAMW_WEIGHT_DECAY, t.weight_decay),
+        (C.OPT_GRADIENT_CLIP_NORM, t.grad_clip),
+        (C.MAX_STEPS, t.max_steps),
+    ]

@@ -1,0 +1,257 @@
+"""Typed run configuration: dataclass sections, ``section.key=value`` overrides, JSON round trip.
+
+Defaults come from the benchmark module (``trainperf.benchmarks.<name>.default_config``); this
+module only knows the shape of a config and how to check and change it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class ModelConfig:
+    flavor: str = "llama3.1-8b"
+    """Name in the size registry ``trainperf.models.llama.LLAMA_CONFIGS``."""
+    n_layers: int | None = None
+    """Override the flavor's layer count (proxy configurations); None keeps the flavor's."""
+
+    def __post_init__(self) -> None:
+        if self.n_layers is not None and self.n_layers < 1:
+            raise ValueError(f"model.n_layers({self.n_layers}) must be >= 1")
+
+
+@dataclass
+class TrainConfig:
+    seq_len: int = 8192
+    """Tokens per training sample (MLLOG max_sequence_length)."""
+    global_batch_size: int = 32
+    """Samples per optimizer step over all ranks (MLLOG global_batch_size)."""
+    micro_batch_size: int = 1
+    """Samples per forward/backward on one rank; the rest is gradient accumulation."""
+    lr: float = 8e-4
+    """Peak learning rate after warmup (MLLOG opt_base_learning_rate)."""
+    warmup_steps: int = 128
+    """Linear warmup steps (MLLOG opt_learning_rate_warmup_steps)."""
+    max_steps: int = 1_200_000
+    """Schedule horizon and step limit: cosine decay ends here; a run that has not reached the
+    target by then stops with status 'aborted' (MLLOG max_steps)."""
+    end_lr_factor: float = 0.1
+    """End learning rate as a fraction of ``lr`` (MLLOG opt_end_learning_rate = lr * factor)."""
+    beta1: float = 0.9
+    """AdamW beta 1."""
+    beta2: float = 0.95
+    """AdamW beta 2."""
+    eps: float = 1e-5
+    """AdamW epsilon."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay, applied to matrices only (not to norm weights), as Megatron does."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (MLLOG opt_gradient_clip_norm)."""
+    eval_every_samples: int = 12288
+    """Evaluate every this many training samples, rounded up to a multiple of the global batch."""
+    eval_samples: int = 1024
+    """Validation sequences per evaluation: the first ones of the validation split."""
+    eval_batch_size: int = 8
+    """Sequences per forward pass during evaluation (no effect on the value)."""
+    target: float = 3.3
+    """Quality target: stop with status 'success' at the first eval_accuracy <= target."""
+    seed: int | None = None
+    """Run seed (model init and data order); None draws a fresh one, which is logged."""
+    device: str = "auto"
+    """'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
+    dtype: str = "auto"
+    """Compute dtype: 'auto' (bfloat16 on CUDA, float32 on CPU), 'bfloat16' or 'float32'."""
+
+    def __post_init__(self) -> None:
+        _check_positive(
+            "train",
+            seq_len=self.seq_len,
+            global_batch_size=self.global_batch_size,
+            micro_batch_size=self.micro_batch_size,
+            max_steps=self.max_steps,
+            eval_every_samples=self.eval_every_samples,
+            eval_samples=self.eval_samples,
+            eval_batch_size=self.eval_batch_size,
+            lr=self.lr,
+        )
+        if self.global_batch_size % self.micro_batch_size:
+            raise ValueError(
+                f"train.micro_batch_size({self.micro_batch_size}) must divide "
+                f"train.global_batch_size({self.global_batch_size})"
+            )
+        if not 0 <= self.warmup_steps < self.max_steps:
+            raise ValueError(
+                f"train.warmup_steps({self.warmup_steps}) must be in "
+                f"[0, train.max_steps={self.max_steps})"
+            )
+        if not 0.0 <= self.end_lr_factor <= 1.0:
+            raise ValueError(f"train.end_lr_factor({self.end_lr_factor}) must be in [0, 1]")
+        if self.dtype not in ("auto", "bfloat16", "float32"):
+            raise ValueError(
+                f"train.dtype({self.dtype!r}) must be one of 'auto', 'bfloat16', 'float32'"
+            )
+        if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
+            raise ValueError(
+                f"train.device({self.device!r}) must be 'auto', 'cpu', 'cuda' or 'cuda:N'"
+            )
+
+    @property
+    def eval_interval_samples(self) -> int:
+        """Evaluation interval rounded up to a multiple of the global batch size (MLPerf rule)."""
+        gbs = self.global_batch_size
+        return -(-self.eval_every_samples // gbs) * gbs
+
+    @property
+    def end_lr(self) -> float:
+        return self.lr * self.end_lr_factor
+
+
+@dataclass
+class DataConfig:
+    source: str = "c4"
+    """'c4' (Megatron .bin/.idx files of the MLPerf preprocessed C4) or 'builtin' (a corpus built
+    locally from the Python standard library, no download)."""
+    data_dir: str | None = None
+    """Folder with the prepared data; None uses the cache folder (see ``trainperf list``)."""
+    vocab_size: int = 2048
+    """Tokenizer size for the built-in corpus (C4 uses the Llama 3.1 tokenizer's 128,256)."""
+    max_bytes: int = 8_000_000
+    """Source bytes taken into the built-in corpus."""
+
+    def __post_init__(self) -> None:
+        if self.source not in ("c4", "builtin"):
+            raise ValueError(f"data.source({self.source!r}) must be 'c4' or 'builtin'")
+        _check_positive("data", vocab_size=self.vocab_size, max_bytes=self.max_bytes)
+
+
+@dataclass
+class LogConfig:
+    results_dir: str = "results"
+    """Folder for result_<i>.txt MLLOG files and the resolved config_<i>.json beside them."""
+    submission_org: str = "trainperf"
+    """MLLOG submission_org."""
+    submission_platform: str = ""
+    """MLLOG submission_platform; empty means a description of the local device."""
+    submission_division: str = "closed"
+    """MLLOG submission_division: 'closed' or 'open'."""
+    submission_status: str = "onprem"
+    """MLLOG submission_status."""
+    log_every_steps: int = 10
+    """Progress refresh (and MLLOG train-loss) interval in optimizer steps."""
+
+    def __post_init__(self) -> None:
+        if self.submission_division not in ("closed", "open"):
+            raise ValueError(
+                f"log.submission_division({self.submission_division!r}) must be 'closed' or 'open'"
+            )
+        _check_positive("log", log_every_steps=self.log_every_steps)
+
+
+@dataclass
+class Config:
+    benchmark: str
+    """MLPerf benchmark name (MLLOG submission_benchmark)."""
+    scale: str
+    """'full' (the real rules), 'proxy', 'small' or 'tiny'."""
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Config:
+        sections = {f.name: f.type for f in dataclasses.fields(cls)}
+        kwargs: dict[str, Any] = {}
+        hints = typing.get_type_hints(cls)
+        for name, value in d.items():
+            if name not in sections:
+                raise ValueError(f"unknown config section {name!r}; known: {sorted(sections)}")
+            typ = hints[name]
+            kwargs[name] = typ(**value) if dataclasses.is_dataclass(typ) else value
+        return cls(**kwargs)
+
+
+def _check_positive(section: str, **values: float) -> None:
+    for name, value in values.items():
+        if value <= 0:
+            raise ValueError(f"{section}.{name}({value}) must be > 0")
+
+
+def _parse_value(text: str, typ: Any, key: str) -> Any:
+    """Convert the text of an override to the field's annotated type."""
+    origin = typing.get_origin(typ)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(typ)
+        if type(None) in args and text.lower() in ("none", "null"):
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _parse_value(text, inner, key)
+    try:
+        if typ is bool:
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if typ is int:
+            return (
+                int(float(text)) if "e" in text.lower() and float(text).is_integer() else int(text)
+            )
+        if typ is float:
+            return float(text)
+    except ValueError:
+        raise ValueError(
+            f"bad override {key}={text!r}: expected {typ.__name__}, e.g. {key}={_example(typ)}"
+        ) from None
+    return text
+
+
+def _example(typ: Any) -> str:
+    return {int: "32", float: "3e-4", bool: "true"}.get(typ, "value")
+
+
+def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
+    """Return a new config with ``section.key=value`` overrides applied and re-validated."""
+    data = cfg.to_dict()
+    hints = typing.get_type_hints(Config)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise ValueError(f"bad override {item!r}: use section.key=value, e.g. train.lr=3e-4")
+        sec_type = hints.get(section)
+        if sec_type is None or not dataclasses.is_dataclass(sec_type):
+            known = [n for n, t in hints.items() if dataclasses.is_dataclass(t)]
+            raise ValueError(f"unknown config section {section!r} in {item!r}; known: {known}")
+        field_types = typing.get_type_hints(sec_type)
+        if name not in field_types:
+            raise ValueError(
+                f"unknown config key {key!r}; {section} has: {', '.join(sorted(field_types))}"
+            )
+        data[section][name] = _parse_value(text.strip(), field_types[name], key)
+    return Config.from_dict(data)
+
+
+def save_config(cfg: Config, path: Path) -> None:
+    """Write the resolved config as JSON, atomically (temporary name, then rename)."""
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    tmp.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=False) + "\n")
+    os.replace(tmp, path)
+
+
+def load_config(path: Path) -> Config:
+    try:
+        return Config.from_dict(json.loads(Path(path).read_text()))
+    except (OSError, json.JSONDecodeError, TypeError) as exc:
+        raise ValueError(f"cannot read config {path}: {exc}") from None

@@ -1,0 +1,349 @@
+"""Score a folder of result logs the way MLPerf Training does.
+
+The rule [training_rules.adoc, "Scoring"]: drop the fastest and slowest runs and average the rest;
+one non-converging run may stand for the slowest; more than one makes the result invalid. The
+code that applies it is ``mlperf_logging/result_summarizer/result_summarizer.py``
+(``_compute_strong_score_standalone``, ``_compute_olympic_average``); this module follows it and
+multiplies by the RCP ``scaling_factor`` from ``scaling.json`` exactly as it does. It only reads
+``scaling.json``: writing it is the RCP checker's job.
+
+The official summarizer also drops a run whose log fails the compliance checker; that check lives
+in ``trainperf.mlperf.compliance``. Here a run counts when its run_stop status is "success".
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from trainperf.results.parse import RunSummary, summarize_run
+
+__all__ = [
+    "MAX_DROPPED_RUNS",
+    "ScoreResult",
+    "read_scaling_factor",
+    "render_score",
+    "required_run_count",
+    "score_directory",
+    "score_runs",
+    "score_to_dict",
+    "sort_naturally",
+]
+
+MAX_DROPPED_RUNS = 1
+"""result_summarizer's max_dropped_scores (4 only for unet3d, which trainperf does not run)."""
+MIN_OLYMPIC_RUNS = 3
+"""Fewer runs than this leave nothing after dropping the fastest and slowest."""
+
+# Used only if mlperf_logging.benchmark_meta stops exposing _ALL_RESULT_FILE_COUNTS.
+_FALLBACK_RUN_COUNTS: dict[str, int] = {
+    "llama2_70b_lora": 10,
+    "llama31_8b": 10,
+    "llama31_405b": 3,
+    "flux1": 10,
+}
+
+
+@dataclass
+class ScoreResult:
+    """The score of one benchmark folder (or of a list of runs) and how it was reached."""
+
+    directory: Path | None
+    benchmark: str | None
+    runs: list[RunSummary]
+    score_minutes: float | None
+    """Olympic mean of the run times times ``scaling_factor``; None when there is no score."""
+    provisional: bool
+    """True when the score is not yet a submission score (too few runs, unknown benchmark)."""
+    notes: list[str]
+    scaling_factor: float
+    valid: bool
+    """False when the rules give no score (more than one failed run, mixed runs, bad scaling)."""
+    method: str = ""
+    """How the score was computed, e.g. "olympic mean of 8 of 10 runs"."""
+    provisional_reasons: list[str] = field(default_factory=list)
+    """Short reasons for ``provisional``, e.g. "fewer than 3 runs"."""
+
+
+def required_run_count(benchmark: str | None) -> int | None:
+    """Number of result files a submission needs for ``benchmark`` (None if unknown)."""
+    if benchmark is None:
+        return None
+    try:
+        from mlperf_logging.benchmark_meta import _ALL_RESULT_FILE_COUNTS
+
+        counts: dict[str, int] = _ALL_RESULT_FILE_COUNTS["training"]
+    except (ImportError, KeyError):
+        counts = _FALLBACK_RUN_COUNTS
+    return counts.get(benchmark, _FALLBACK_RUN_COUNTS.get(benchmark))
+
+
+def sort_naturally(paths: list[Path]) -> list[Path]:
+    """Sort by name with digit runs compared as numbers (result_2 before result_10)."""
+
+    def key(path: Path) -> list[tuple[int, int | str]]:
+        parts = re.split(r"(\d+)", path.name)
+        return [(0, int(p)) if p.isdigit() else (1, p) for p in parts]
+
+    return sorted(paths, key=key)
+
+
+def score_runs(
+    runs: list[RunSummary], *, scaling_factor: float = 1.0, benchmark: str | None = None
+) -> ScoreResult:
+    """Score run summaries with the official olympic-mean rule, times ``scaling_factor``."""
+    if not (math.isfinite(scaling_factor) and scaling_factor > 0):
+        raise ValueError(
+            f"scaling_factor must be a positive finite number, got {scaling_factor!r}; "
+            "pass the value of scaling.json's 'scaling_factor' or leave the default 1.0"
+        )
+    result = ScoreResult(
+        directory=None,
+        benchmark=benchmark,
+        runs=list(runs),
+        score_minutes=None,
+        provisional=False,
+        notes=[],
+        scaling_factor=scaling_factor,
+        valid=True,
+    )
+    _check_consistency(result)
+    _check_run_count(result)
+    _compute_score(result)
+    return result
+
+
+def _check_consistency(result: ScoreResult) -> None:
+    """Same benchmark and global batch size in every run, as the RCP checker requires."""
+    names = {r.benchmark for r in result.runs if r.benchmark is not None}
+    if result.benchmark is None and len(names) == 1:
+        result.benchmark = names.pop()
+    elif result.benchmark is None and len(names) > 1:
+        result.valid = False
+        result.notes.append(
+            f"runs of different benchmarks in one folder ({', '.join(sorted(names))}); "
+            "keep one benchmark per results folder"
+        )
+    elif result.benchmark is not None and names - {result.benchmark}:
+        result.valid = False
+        others = ", ".join(sorted(names - {result.benchmark}))
+        result.notes.append(
+            f"runs of other benchmarks ({others}) mixed with {result.benchmark}; "
+            "keep one benchmark per results folder"
+        )
+    batches = sorted({r.global_batch_size for r in result.runs if r.global_batch_size is not None})
+    if len(batches) > 1:
+        result.valid = False
+        result.notes.append(
+            f"runs with different global_batch_size ({', '.join(map(str, batches))}); "
+            "every run of a submission must use the same batch size"
+        )
+
+
+def _check_run_count(result: ScoreResult) -> None:
+    n = len(result.runs)
+    if n < MIN_OLYMPIC_RUNS:
+        result.provisional = True
+        result.provisional_reasons.append(f"fewer than {MIN_OLYMPIC_RUNS} runs")
+        result.notes.append(
+            f"fewer than {MIN_OLYMPIC_RUNS} runs: the score is the plain mean of the converged "
+            "runs, not an olympic mean"
+        )
+    required = required_run_count(result.benchmark)
+    if result.benchmark is None:
+        result.provisional = True
+        result.provisional_reasons.append("benchmark unknown")
+        result.notes.append(
+            "no submission_benchmark in the logs, so the required number of runs is unknown"
+        )
+    elif required is None:
+        result.provisional = True
+        result.provisional_reasons.append(f"{result.benchmark} has no known run count")
+        result.notes.append(f"no required run count is known for benchmark {result.benchmark!r}")
+    elif n < required:
+        result.provisional = True
+        result.provisional_reasons.append(f"{n} of {required} required runs")
+        result.notes.append(
+            f"{n} of the {required} runs that {result.benchmark} requires; the score is "
+            f"provisional until all {required} are in"
+        )
+    elif n > required:
+        result.notes.append(
+            f"{n} runs, but a {result.benchmark} submission holds exactly {required} "
+            "result files; submit the ones you choose under the rules' M>N procedure"
+        )
+
+
+def _compute_score(result: ScoreResult) -> None:
+    runs = result.runs
+    times = sorted(m for r in runs if _counts(r) and (m := r.time_to_train_minutes) is not None)
+    failed = [r for r in runs if not _counts(r)]
+    if failed:
+        result.notes.append(
+            "not converged: " + ", ".join(f"{_name(r)} ({_failure(r)})" for r in failed)
+        )
+    if not runs:
+        result.valid = False
+        result.notes.append("no runs to score")
+        return
+    if len(failed) > MAX_DROPPED_RUNS:
+        result.valid = False
+        result.notes.append(
+            f"invalid: {len(failed)} of {len(runs)} runs did not converge and at most "
+            f"{MAX_DROPPED_RUNS} may; rerun until no more than {MAX_DROPPED_RUNS} fails"
+        )
+        return
+    if not times:
+        result.valid = False
+        result.notes.append("no converged run to score")
+        return
+    if len(runs) < MIN_OLYMPIC_RUNS:
+        countable = times
+        result.method = f"mean of {len(times)} converged run{'s' if len(times) > 1 else ''}"
+    else:
+        # _compute_olympic_average: a failed run stands for the slowest, so drop one fewer on top.
+        countable = times[1 : len(times) - (MAX_DROPPED_RUNS - len(failed))]
+        result.method = f"olympic mean of {len(countable)} of {len(runs)} runs"
+    if not result.valid:
+        return
+    result.score_minutes = sum(countable) / len(countable) * result.scaling_factor
+    if result.scaling_factor != 1.0:
+        result.method += f" x scaling factor {result.scaling_factor:.6g}"
+
+
+def _counts(run: RunSummary) -> bool:
+    return run.converged and run.time_to_train_minutes is not None
+
+
+def _name(run: RunSummary) -> str:
+    return run.path.name if run.path is not None else "<run>"
+
+
+def _failure(run: RunSummary) -> str:
+    if run.run_start_ms is None:
+        return "no run_start"
+    if run.run_stop_ms is None:
+        return "no run_stop"
+    if run.status is None:
+        return "run_stop without status"
+    if run.status == "success":
+        return "run_stop before run_start"
+    return f"status {run.status}"
+
+
+def read_scaling_factor(directory: Path) -> tuple[float, str | None]:
+    """(factor, problem) from ``directory/scaling.json``; (1.0, None) when the file is absent.
+
+    Only reads the file. A file that exists but cannot be used gives (1.0, reason).
+    """
+    path = Path(directory) / "scaling.json"
+    if not path.exists():
+        return 1.0, None
+    try:
+        content = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return 1.0, f"{path} cannot be read as JSON ({exc})"
+    factor = content.get("scaling_factor") if isinstance(content, dict) else None
+    if isinstance(factor, bool) or not isinstance(factor, int | float):
+        return 1.0, f'{path} has no numeric "scaling_factor" (expected {{"scaling_factor": f}})'
+    if not (math.isfinite(factor) and factor > 0):
+        return 1.0, f"{path} has scaling_factor {factor!r}; it must be a positive number"
+    return float(factor), None
+
+
+def score_directory(path: Path) -> ScoreResult:
+    """Score every ``result_*.txt`` in ``path`` (natural order), using its ``scaling.json``."""
+    directory = Path(path)
+    if not directory.is_dir():
+        raise ValueError(
+            f"{directory} is not a directory; point trainperf score at a folder written by "
+            "trainperf run --results DIR"
+        )
+    files = sort_naturally([p for p in directory.glob("result_*.txt") if p.is_file()])
+    if not files:
+        raise ValueError(
+            f"no result_*.txt files in {directory}; point trainperf score at a folder written "
+            "by trainperf run --results DIR"
+        )
+    factor, problem = read_scaling_factor(directory)
+    result = score_runs([summarize_run(f) for f in files], scaling_factor=factor)
+    result.directory = directory
+    if problem is not None:
+        result.valid = False
+        result.score_minutes = None
+        result.notes.append(
+            f"{problem}; the official score is multiplied by this factor, so there is no score "
+            "until scaling.json is fixed or regenerated by python -m mlperf_logging.rcp_checker"
+        )
+    return result
+
+
+def score_to_dict(result: ScoreResult) -> dict[str, Any]:
+    """A JSON-ready view of a ``ScoreResult``."""
+    return {
+        "directory": None if result.directory is None else str(result.directory),
+        "benchmark": result.benchmark,
+        "score_minutes": result.score_minutes,
+        "provisional": result.provisional,
+        "provisional_reasons": list(result.provisional_reasons),
+        "valid": result.valid,
+        "method": result.method,
+        "scaling_factor": result.scaling_factor,
+        "notes": list(result.notes),
+        "runs": [
+            {
+                "file": _name(run),
+                "status": run.status,
+                "converged": run.converged,
+                "time_to_train_minutes": run.time_to_train_minutes,
+                "samples_to_converge": run.samples_to_converge,
+                "final_eval": run.final_eval,
+                "seed": run.seed,
+                "global_batch_size": run.global_batch_size,
+                "problems": list(run.problems),
+            }
+            for run in result.runs
+        ],
+    }
+
+
+def render_score(result: ScoreResult, console: Console) -> None:
+    """Print a table of the runs, the notes and the score line."""
+    title = escape(f"{result.benchmark or 'unknown benchmark'}: {result.directory or 'runs'}")
+    table = Table(title=title)
+    for name in ("file", "status", "minutes", "samples to converge", "final eval"):
+        table.add_column(name, justify="left" if name in ("file", "status") else "right")
+    for run in result.runs:
+        status = run.status or ("no run_stop" if run.run_stop_ms is None else "?")
+        style = "green" if run.converged else "red"
+        table.add_row(
+            escape(_name(run)),
+            f"[{style}]{escape(status)}[/{style}]",
+            _fmt(run.time_to_train_minutes, ".3f"),
+            _fmt(run.samples_to_converge, "d"),
+            _fmt(run.final_eval, ".4f"),
+        )
+    console.print(table)
+    for note in result.notes:
+        console.print(f"  - {escape(note)}")
+    label = "Score"
+    if result.provisional:
+        label += f" (provisional: {', '.join(result.provisional_reasons)})"
+    if result.score_minutes is None:
+        console.print(f"[bold red]{escape(label)}: none[/bold red] (see the notes above)")
+        return
+    console.print(
+        f"[bold]{escape(label)}: {result.score_minutes:.3f} min[/bold] ({escape(result.method)})"
+    )
+
+
+def _fmt(value: float | int | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)

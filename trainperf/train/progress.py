@@ -1,0 +1,101 @@
+"""Human-readable progress for a run (never part of the MLLOG stream)."""
+
+from __future__ import annotations
+
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+
+def _fmt_eta(seconds: float | None) -> str:
+    if seconds is None or seconds != seconds or seconds < 0:
+        return "--:--"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+class RunProgress:
+    """A live line while training: samples, train loss, last eval vs target, throughput, ETA.
+
+    The ETA is to the quality target, extrapolated from the slope of the last two evaluations,
+    and to the step limit when there is no downward trend yet. On a non-terminal console the
+    live bar is replaced by one printed line per evaluation.
+    """
+
+    def __init__(
+        self,
+        console: Console,
+        *,
+        label: str,
+        max_samples: int,
+        target: float,
+        tokens_per_sample: int,
+    ) -> None:
+        self.console = console
+        self.max_samples = max_samples
+        self.target = target
+        self.tokens_per_sample = tokens_per_sample
+        self.live = console.is_terminal
+        self.evals: list[tuple[int, float]] = []
+        self._t0 = time.perf_counter()
+        self._progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(bar_width=24),
+            TextColumn("{task.fields[samples]}"),
+            TextColumn("loss {task.fields[loss]}"),
+            TextColumn("eval {task.fields[eval]}"),
+            TextColumn("{task.fields[rate]}"),
+            TextColumn("ETA {task.fields[eta]}"),
+            TimeElapsedColumn(),
+            console=console,
+            disable=not self.live,
+        )
+        self._task = self._progress.add_task(
+            label, total=max_samples, samples="0", loss="-", eval="-", rate="-", eta="--:--"
+        )
+
+    def __enter__(self) -> RunProgress:
+        self._progress.start()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._progress.stop()
+
+    def _eta_seconds(self, samples: int, rate: float) -> float | None:
+        if rate <= 0:
+            return None
+        if len(self.evals) >= 2:
+            (s0, v0), (s1, v1) = self.evals[-2], self.evals[-1]
+            slope = (v1 - v0) / max(s1 - s0, 1)  # eval units per sample
+            if slope < 0:
+                need = max(0.0, (v1 - self.target) / -slope)
+                return min(need, self.max_samples - samples) / rate
+        return (self.max_samples - samples) / rate
+
+    def update(self, *, samples: int, loss: float | None) -> None:
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        rate = samples / elapsed
+        last = f"{self.evals[-1][1]:.3f}/{self.target:g}" if self.evals else f"-/{self.target:g}"
+        self._progress.update(
+            self._task,
+            completed=samples,
+            samples=f"{samples}/{self.max_samples} samples",
+            loss="-" if loss is None else f"{loss:.3f}",
+            eval=last,
+            rate=f"{rate * self.tokens_per_sample:,.0f} tok/s",
+            eta=_fmt_eta(self._eta_seconds(samples, rate)),
+        )
+
+    def record_eval(self, *, samples: int, value: float, loss: float | None) -> None:
+        self.evals.append((samples, value))
+        self.update(samples=samples, loss=loss)
+        if not self.live:
+            mark = "<= target" if value <= self.target else f"target {self.target:g}"
+            loss_text = "" if loss is None else f", train loss {loss:.3f}"
+            self.console.print(
+                f"  samples {samples:>8}: eval {value:.4f} ({mark}){loss_text}, "
+                f"{time.perf_counter() - self._t0:.1f} s"
+            )
