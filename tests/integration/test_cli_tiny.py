@@ -20,21 +20,33 @@ ASSETS = Path(__file__).resolve().parents[1] / "assets"
 # max_sequence_length (128, not 8192), max_steps (600, not 1200000), opt_learning_rate_decay_steps
 # (600 - warmup, not 1200000 - warmup) and eval_samples (128, not 1024). The tiny target equals
 # the real one (3.3), so eval_accuracy must pass; everything else (structure, order) must be clean.
-SCALE_DEPENDENT = {"max_sequence_length", "max_steps", "opt_learning_rate_decay_steps",
-                   "eval_samples"}
+SCALE_DEPENDENT = {
+    "max_sequence_length",
+    "max_steps",
+    "opt_learning_rate_decay_steps",
+    "eval_samples",
+}
 
 
 def trainperf(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "trainperf", *args], capture_output=True,
-                          text=True, timeout=600, env={**os.environ, "COLUMNS": "200"})
+    proc = subprocess.run(
+        [sys.executable, "-m", "trainperf", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "COLUMNS": "200"},
+    )
     if check and proc.returncode != 0:
         raise AssertionError(f"trainperf {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
     return proc
 
 
 def mllog(path: Path) -> list[dict]:
-    return [json.loads(line.split(":::MLLOG ", 1)[1])
-            for line in path.read_text().splitlines() if ":::MLLOG " in line]
+    return [
+        json.loads(line.split(":::MLLOG ", 1)[1])
+        for line in path.read_text().splitlines()
+        if ":::MLLOG " in line
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +100,16 @@ def test_golden_first_evals(tmp_path):
     """Pinned eval values of a fixed seed: catches any change of model, data or optimizer
     semantics. Tolerance allows CPU-kernel rounding differences only."""
     golden = json.loads((ASSETS / "golden_tiny_llama31_8b.json").read_text())
-    trainperf("run", "--no-progress", "--results", str(tmp_path), "--seed", str(golden["seed"]),
-              f"train.max_steps={golden['steps']}", "train.target=0.1")
+    trainperf(
+        "run",
+        "--no-progress",
+        "--results",
+        str(tmp_path),
+        "--seed",
+        str(golden["seed"]),
+        f"train.max_steps={golden['steps']}",
+        "train.target=0.1",
+    )
     evals = [r["value"] for r in mllog(tmp_path / "result_0.txt") if r["key"] == "eval_accuracy"]
     assert evals == pytest.approx(golden["eval_accuracy"], abs=golden["tolerance"])
 
@@ -102,15 +122,20 @@ def test_list_and_help():
     assert "run" in trainperf("--help", check=True).stdout
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["run", "gpt3"], "unknown benchmark 'gpt3'"),
-    (["run", "--scale", "huge"], "unknown scale 'huge'"),
-    (["run", "train.lr=abc"], "bad override train.lr='abc'"),
-    (["run", "train.nope=1"], "unknown config key 'train.nope'"),
-    (["run", "llama31_8b", "oops"], "unexpected argument 'oops'"),
-    (["prepare", "llama31_8b", "--scale", "full", "--data-dir", "/nonexistent/c4"],
-     "C4 data for llama31_8b not found"),
-])
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["run", "gpt3"], "unknown benchmark 'gpt3'"),
+        (["run", "--scale", "huge"], "unknown scale 'huge'"),
+        (["run", "train.lr=abc"], "bad override train.lr='abc'"),
+        (["run", "train.nope=1"], "unknown config key 'train.nope'"),
+        (["run", "llama31_8b", "oops"], "unexpected argument 'oops'"),
+        (
+            ["prepare", "llama31_8b", "--scale", "full", "--data-dir", "/nonexistent/c4"],
+            "C4 data for llama31_8b not found",
+        ),
+    ],
+)
 def test_bad_input_one_clear_line(args, fragment):
     proc = trainperf(*args)
     assert proc.returncode == 2
