@@ -16,8 +16,8 @@ from trainperf.config import Config, apply_overrides
 
 EXIT_USER_ERROR = 2
 
-console = Console(stderr=True, highlight=False)
-stdout = Console(highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = Console(highlight=False, soft_wrap=True)
 
 
 def _add_bench_args(p: argparse.ArgumentParser) -> None:
