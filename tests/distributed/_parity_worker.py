@@ -1,0 +1,233 @@
+"""One rank of the parity test: train the `debug` Llama sharded and compare with one process.
+
+Run by `test_parity.py` as N processes (RANK / WORLD_SIZE in the environment, a FileStore for
+rendezvous, so no port has to be picked). Every rank also trains the unsharded reference on the
+whole global batch itself (the model is tiny), so nothing but the results crosses processes.
+Rank 0 writes one JSON object per configuration to --out:
+{"load_rel", "moved", "losses", "ref_losses", "loss_rel", "weight_rel", "worst_param"} or
+{"error": traceback}; other ranks write --out.rankN only on an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import traceback
+from collections.abc import Callable
+from datetime import timedelta
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.distributed.device_mesh import DeviceMesh
+from torch.distributed.tensor import DTensor
+
+from trainperf.config import TrainConfig
+from trainperf.models.llama import Llama, LlamaConfig, get_llama_config, precompute_rope_cache
+from trainperf.parallel import ParallelDims, apply_fsdp, parallelize_model
+from trainperf.train.optim import build_optimizer
+
+GLOBAL_BATCH = 4
+SEQ_LEN = 32
+STEPS = 3
+LR = 1e-3
+GRAD_CLIP = 1.0
+
+
+class Layout(NamedTuple):
+    dp_shard: int
+    tp: int
+    options: dict[str, object] = {}
+    """Keyword options of parallelize_model."""
+    fsdp_on_one: bool = False
+    """Also apply FSDP over the dp_shard dimension of size 1 (parallelize_model skips it)."""
+    model: dict[str, object] = {}
+    """Overrides of the `debug` LlamaConfig."""
+
+
+CONFIGS: dict[str, Layout] = {
+    "fsdp2": Layout(2, 1),
+    "tp2": Layout(1, 2),
+    "tp2_no_sp": Layout(1, 2, {"sequence_parallel": False}),
+    "fsdp1_tp2": Layout(1, 2, fsdp_on_one=True),  # 2-D mesh, FSDP on a dim of size 1
+    "fsdp2_tp2": Layout(2, 2),  # 4 ranks
+    "fsdp2_tp2_fused_qkv": Layout(2, 2, model={"fused_qkv": True}),  # 4 ranks
+    "tp2_fused_qkv": Layout(1, 2, model={"fused_qkv": True}),
+}
+
+
+def make_batches() -> list[torch.Tensor]:
+    """STEPS fixed global batches of (GLOBAL_BATCH, SEQ_LEN + 1) tokens."""
+    vocab = get_llama_config("debug").vocab_size
+    gen = torch.Generator().manual_seed(1234)
+    return [
+        torch.randint(0, vocab, (GLOBAL_BATCH, SEQ_LEN + 1), generator=gen) for _ in range(STEPS)
+    ]
+
+
+def loss_of(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+    # As Trainer.loss_of: mean next-token cross entropy over the batch.
+    logits = model(batch[:, :-1])
+    return F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
+
+
+def train(
+    model: nn.Module, batches: list[torch.Tensor], *, reduce: Callable[[torch.Tensor], float]
+) -> list[float]:
+    """STEPS steps of the trainer's recipe: AdamW (build_optimizer), grad-norm clip, step."""
+    optimizer = build_optimizer(model, TrainConfig(lr=LR, grad_clip=GRAD_CLIP))
+    losses = []
+    for batch in batches:
+        loss = loss_of(model, batch)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(reduce(loss.detach()))
+    return losses
+
+
+def reference_state(cfg: LlamaConfig, hf_dir: str | None) -> dict[str, torch.Tensor]:
+    """The starting weights: from the HF checkpoint `hf_dir`, or a seeded init_weights."""
+    torch.manual_seed(0)
+    model = Llama(cfg)
+    model.init_weights()
+    if hf_dir is not None:
+        from trainperf.models.hf_adapter import load_hf_checkpoint
+
+        load_hf_checkpoint(model, hf_dir)
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def run_reference(cfg: LlamaConfig, state: dict[str, torch.Tensor], batches: list[torch.Tensor]):
+    model = Llama(cfg)
+    model.load_state_dict(state)
+    losses = train(model, batches, reduce=lambda loss: loss.item())
+    return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+_REFERENCES: dict[str, tuple] = {}
+
+
+def reference_of(overrides: dict[str, object], batches: list[torch.Tensor], hf_dir: str | None):
+    """(start weights, (losses, final weights)) of the unsharded run; one per model config."""
+    key = json.dumps(overrides, sort_keys=True)
+    if key not in _REFERENCES:
+        cfg = get_llama_config("debug", **overrides)
+        state = reference_state(cfg, hf_dir)
+        _REFERENCES[key] = state, run_reference(cfg, state, batches)
+    return _REFERENCES[key]
+
+
+def build_sharded(
+    name: str, state: dict[str, torch.Tensor], hf_dir: str | None
+) -> tuple[nn.Module, ParallelDims, DeviceMesh]:
+    """Build on meta, parallelize, materialize, then load the HF checkpoint `hf_dir` (each rank
+    reads its own slices) or, without one, `state` (the full weights, sliced on every rank)."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+    layout = CONFIGS[name]
+    cfg = get_llama_config("debug", **layout.model)
+    dims = ParallelDims(dp_shard=layout.dp_shard, tp=layout.tp, world_size=dist.get_world_size())
+    dims.validate_for_model(cfg, seq_len=SEQ_LEN)
+    mesh = dims.build_mesh("cpu")
+    with torch.device("meta"):
+        model = Llama(cfg)
+    parallelize_model(model, dims, mesh, **layout.options)
+    if layout.fsdp_on_one:
+        apply_fsdp(model, mesh["dp_shard"])
+    model.to_empty(device="cpu")
+    model.init_weights()  # must work on sharded parameters; then overwritten by the load
+    assert torch.equal(model.rope_cache, precompute_rope_cache(cfg))
+    if hf_dir is not None:
+        from trainperf.models.hf_adapter import load_hf_checkpoint
+
+        load_hf_checkpoint(model, hf_dir)
+    else:
+        # set_model_state_dict replaces the values of the dict it is given: hand it a copy.
+        set_model_state_dict(model, dict(state), options=StateDictOptions(full_state_dict=True))
+    return model, dims, mesh
+
+
+def full_weights(model: nn.Module) -> dict[str, torch.Tensor]:
+    out = {}
+    for k, v in model.state_dict().items():
+        v = v.full_tensor() if isinstance(v, DTensor) else v
+        out[k] = v.detach().clone()
+    return out
+
+
+def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    """max |a - b| / max |b|: error relative to the tensor's scale."""
+    return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
+
+
+def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> dict:
+    state, (ref_losses, ref_weights) = reference_of(CONFIGS[name].model, batches, hf_dir)
+    model, dims, mesh = build_sharded(name, state, hf_dir)
+    loaded = full_weights(model)
+    load_rel = max(max_rel(loaded[k], state[k]) for k in state)
+    dp_rank, dp = mesh["dp_shard"].get_local_rank(), dims.dp_shard
+    per_rank = GLOBAL_BATCH // dp
+    local = [b[dp_rank * per_rank : (dp_rank + 1) * per_rank] for b in batches]
+
+    def global_mean(loss: torch.Tensor) -> float:
+        # Mean of the per-rank means over dp (TP ranks hold the same loss; count it once each).
+        loss = loss.clone()
+        dist.all_reduce(loss, group=mesh["dp_shard"].get_group())
+        return loss.item() / dp
+
+    losses = train(model, local, reduce=global_mean)
+    weights = full_weights(model)
+    assert weights.keys() == ref_weights.keys(), (weights.keys(), ref_weights.keys())
+    errors = {k: max_rel(weights[k], ref_weights[k]) for k in ref_weights}
+    worst = max(errors, key=errors.get)
+    loss_rel = max(abs(a - b) / abs(b) for a, b in zip(losses, ref_losses))
+    # How far training moved the weights: the comparison is meaningless if this is ~0.
+    moved = max(max_rel(ref_weights[k], state[k]) for k in state)
+    return {
+        "load_rel": load_rel,
+        "moved": moved,
+        "losses": losses,
+        "ref_losses": ref_losses,
+        "loss_rel": loss_rel,
+        "weight_rel": errors[worst],
+        "worst_param": worst,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--store", required=True, help="FileStore path (rendezvous)")
+    parser.add_argument("--out", required=True, help="JSON results, written by rank 0")
+    parser.add_argument("--configs", required=True, help="comma-separated names of CONFIGS")
+    parser.add_argument("--hf", default=None, help="HF checkpoint folder to start from")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    dist.init_process_group(
+        "gloo",
+        init_method=f"file://{args.store}",
+        rank=rank,
+        world_size=world,
+        timeout=timedelta(seconds=60),
+    )
+    batches = make_batches()
+    results = {}
+    for name in args.configs.split(","):
+        try:
+            results[name] = run_config(name, batches, args.hf)
+        except Exception:  # report it and stop: the other ranks cannot go on with the collectives
+            results[name] = {"error": traceback.format_exc()}
+            break
+    if rank == 0 or any("error" in r for r in results.values()):
+        Path(f"{args.out}.rank{rank}" if rank else args.out).write_text(json.dumps(results))
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
