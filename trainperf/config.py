@@ -22,6 +22,9 @@ class ModelConfig:
     """Name in the size registry ``trainperf.models.llama.LLAMA_CONFIGS``."""
     n_layers: int | None = None
     """Override the flavor's layer count (proxy configurations); None keeps the flavor's."""
+    checkpoint: str | None = None
+    """HF-format checkpoint to start from (a folder or a hub id); None initialises randomly.
+    Its config.json must match the flavor (checked tensor by tensor before anything is copied)."""
 
     def __post_init__(self) -> None:
         if self.n_layers is not None and self.n_layers < 1:

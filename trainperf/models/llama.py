@@ -72,6 +72,11 @@ class LlamaConfig:
     """Longest input in tokens; the size of the precomputed RoPE table."""
     init_std: float = 0.02
     """Standard deviation of the weight init (see `Llama.init_weights`)."""
+    fused_qkv: bool = False
+    """One `wqkv` projection instead of wq, wk, wv, like the MLPerf llama2_70b_lora checkpoint
+    `regisss/llama2-70b-fused-qkv-mlperf`. Its output rows are grouped per K/V head: for each
+    group g, the n_heads / n_kv_heads query heads of g, then K head g, then V head g (so tensor
+    parallelism can shard it by whole groups). Same parameter count as the unfused layout."""
 
     def __post_init__(self) -> None:
         sizes = ("dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "ffn_dim", "max_seq_len")
@@ -122,6 +127,19 @@ LLAMA_CONFIGS: dict[str, LlamaConfig] = {
         rope_scaling=LLAMA31_ROPE_SCALING,
         max_seq_len=128,
     ),
+    # Tiny Llama-2-style flavor for tests: plain RoPE (theta 1e4), GQA, fused QKV as llama2-70b.
+    "debug-llama2": LlamaConfig(
+        dim=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        vocab_size=256,
+        ffn_dim=128,
+        rope_theta=10000.0,
+        rope_scaling=None,
+        max_seq_len=128,
+        fused_qkv=True,
+    ),
     # trainperf's tiny scale (CPU, about a minute): Llama 3.1 architecture at toy size, vocab
     # sized to the built-in corpus tokenizer (the trainer sets it from data.vocab_size).
     "tiny": LlamaConfig(
@@ -147,7 +165,8 @@ LLAMA_CONFIGS: dict[str, LlamaConfig] = {
         max_seq_len=2048,
     ),
     # meta-llama/Llama-2-70b-hf config.json (max_position_embeddings 4096); the table is sized for
-    # the 8192-token GovReport samples of MLPerf's llama2_70b_lora benchmark.
+    # the 8192-token GovReport samples of MLPerf's llama2_70b_lora benchmark. Fused QKV as in
+    # MLPerf's checkpoint regisss/llama2-70b-fused-qkv-mlperf (one qkv_proj per layer).
     "llama2-70b": LlamaConfig(
         dim=8192,
         n_layers=80,
@@ -158,6 +177,7 @@ LLAMA_CONFIGS: dict[str, LlamaConfig] = {
         rope_theta=10000.0,
         rope_scaling=None,
         max_seq_len=8192,
+        fused_qkv=True,
     ),
     # meta-llama/Llama-3.1-8B config.json / NeMo Llama31Config8B; 8192 = MLPerf llama31_8b seq len.
     "llama3.1-8b": LlamaConfig(
@@ -167,6 +187,18 @@ LLAMA_CONFIGS: dict[str, LlamaConfig] = {
         n_kv_heads=8,
         vocab_size=128256,
         ffn_dim=14336,
+        rope_theta=500000.0,
+        rope_scaling=LLAMA31_ROPE_SCALING,
+        max_seq_len=8192,
+    ),
+    # meta-llama/Llama-3.1-70B config.json (70,553,706,496 parameters).
+    "llama3.1-70b": LlamaConfig(
+        dim=8192,
+        n_layers=80,
+        n_heads=64,
+        n_kv_heads=8,
+        vocab_size=128256,
+        ffn_dim=28672,
         rope_theta=500000.0,
         rope_scaling=LLAMA31_ROPE_SCALING,
         max_seq_len=8192,
@@ -240,7 +272,7 @@ def apply_rope(x: torch.Tensor, rope_cache: torch.Tensor) -> torch.Tensor:
 
     Interleaved-pairs convention of Meta and torchtitan: channels (x0, x1), (x2, x3), ... form
     the complex numbers that get rotated. HF checkpoints use the half-split convention
-    (x_i, x_{i + head_dim/2}); `hf_adapter.py` permutes wq/wk on load, never this function.
+    (x_i, x_{i + head_dim/2}); `hf_adapter.py` permutes the q/k rows on load, not this function.
     """
     B, T, H, D = x.shape
     pairs = x.float().reshape(B, T, H, D // 2, 2)
@@ -273,23 +305,42 @@ def _init_linear(linear: nn.Linear, std: float) -> None:
 
 
 class Attention(nn.Module):
-    """Causal multi-head attention with grouped-query K/V and RoPE; no biases."""
+    """Causal multi-head attention with grouped-query K/V and RoPE; no biases.
+
+    Projections wq, wk, wv, or with `cfg.fused_qkv` one wqkv whose rows are grouped per K/V
+    head: [n_rep query heads of group 0, K head 0, V head 0, n_rep query heads of group 1, ...].
+    """
 
     def __init__(self, cfg: LlamaConfig) -> None:
         super().__init__()
         self.head_dim = cfg.head_dim
         self.n_rep = cfg.n_heads // cfg.n_kv_heads  # query heads per K/V head
-        self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
-        self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
-        self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+        self.fused_qkv = cfg.fused_qkv
+        if cfg.fused_qkv:
+            qkv_rows = (cfg.n_heads + 2 * cfg.n_kv_heads) * cfg.head_dim
+            self.wqkv = nn.Linear(cfg.dim, qkv_rows, bias=False)
+        else:
+            self.wq = nn.Linear(cfg.dim, cfg.n_heads * cfg.head_dim, bias=False)
+            self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
+            self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+
+    def _project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        B, T, _ = x.shape
+        # -1 heads, not n_heads: under tensor parallelism each rank holds a slice of the heads.
+        if not self.fused_qkv:
+            q = self.wq(x).view(B, T, -1, self.head_dim)  # (B, T, n_heads, head_dim)
+            k = self.wk(x).view(B, T, -1, self.head_dim)  # (B, T, n_kv_heads, head_dim)
+            v = self.wv(x).view(B, T, -1, self.head_dim)  # (B, T, n_kv_heads, head_dim)
+            return q, k, v
+        qkv = self.wqkv(x).view(B, T, -1, self.n_rep + 2, self.head_dim)  # (B, T, kv, n_rep+2, D)
+        # Query head g * n_rep + r uses K/V head g: the same pairing as the unfused layout.
+        q = qkv[:, :, :, : self.n_rep].reshape(B, T, -1, self.head_dim)  # (B, T, n_heads, D)
+        return q, qkv[:, :, :, self.n_rep], qkv[:, :, :, self.n_rep + 1]  # k, v: (B, T, kv, D)
 
     def forward(self, x: torch.Tensor, rope_cache: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
-        # -1 heads, not n_heads: under tensor parallelism each rank holds a slice of the heads.
-        q = self.wq(x).view(B, T, -1, self.head_dim)  # (B, T, n_heads, head_dim)
-        k = self.wk(x).view(B, T, -1, self.head_dim)  # (B, T, n_kv_heads, head_dim)
-        v = self.wv(x).view(B, T, -1, self.head_dim)  # (B, T, n_kv_heads, head_dim)
+        q, k, v = self._project_qkv(x)
         q, k = apply_rope(q, rope_cache), apply_rope(k, rope_cache)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, heads, T, head_dim)
         # enable_gqa (torch >= 2.5) shares each K/V head across n_rep query heads without copying.
@@ -297,7 +348,8 @@ class Attention(nn.Module):
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))  # (B, T, dim)
 
     def init_weights(self, *, std: float, out_std: float) -> None:
-        for linear in (self.wq, self.wk, self.wv):
+        inputs = (self.wqkv,) if self.fused_qkv else (self.wq, self.wk, self.wv)
+        for linear in inputs:
             _init_linear(linear, std)
         _init_linear(self.wo, out_std)
 
@@ -383,7 +435,7 @@ class Llama(nn.Module):
 
         Scheme (torchtitan llama3 with depth_init, plus Megatron's embedding init):
         - tok_embeddings: normal(0, init_std), as Megatron / NeMo (torchtitan uses std 1.0);
-        - wq, wk, wv, w1, w3: normal(0, init_std) truncated at 3 std;
+        - wq, wk, wv (or wqkv), w1, w3: normal(0, init_std) truncated at 3 std;
         - wo, w2 of layer i: normal(0, init_std / sqrt(2 (i + 1))) truncated at 3 std;
         - RMSNorm weights: ones;
         - output: normal(0, dim ** -0.5) truncated at 3 std, as torchtitan.
@@ -408,7 +460,7 @@ def num_params(model: nn.Module, *, exclude_embedding: bool = False) -> int:
 def num_params_from_config(cfg: LlamaConfig, *, exclude_embedding: bool = False) -> int:
     """Same count as `num_params(Llama(cfg))`, without building the model."""
     kv_dim = cfg.n_kv_heads * cfg.head_dim
-    attention = 2 * cfg.dim * cfg.dim + 2 * cfg.dim * kv_dim  # wq, wo + wk, wv
+    attention = 2 * cfg.dim * cfg.dim + 2 * cfg.dim * kv_dim  # wq, wo + wk, wv (or wqkv, wo)
     block = attention + 3 * cfg.dim * cfg.ffn_dim + 2 * cfg.dim  # + w1, w2, w3 + two norms
     embedding = cfg.vocab_size * cfg.dim
     total = cfg.n_layers * block + cfg.dim + 2 * embedding  # + final norm, embedding, output

@@ -28,6 +28,7 @@ from trainperf.data.gpt_dataset import GPTEvalDataset, GPTTrainDataset, get_batc
 from trainperf.data.indexed import IndexedDataset
 from trainperf.data.prepare import DataPaths
 from trainperf.mlperf.logger import MLPerfLogger, create_result_file
+from trainperf.models.hf_adapter import load_hf_checkpoint
 from trainperf.models.llama import Llama, get_llama_config
 from trainperf.train.optim import build_optimizer, lr_at, set_lr
 from trainperf.train.progress import RunProgress
@@ -125,7 +126,10 @@ class Trainer:
             model = Llama(mcfg)
         model.to_empty(device=self.device)
         torch.manual_seed(self.cfg.train.seed)
-        model.init_weights()
+        if self.cfg.model.checkpoint:
+            load_hf_checkpoint(model, self.cfg.model.checkpoint)
+        else:
+            model.init_weights()
         return model
 
     # ---- the timed region --------------------------------------------------------------------

@@ -55,6 +55,7 @@ def test_llama31_8b_on_meta_has_exact_param_count() -> None:
         ("llama3.1-8b", 8_030_261_248),
         ("llama3.1-405b", 405_853_388_800),  # HF meta-llama/Llama-3.1-405B
         ("llama2-70b", 68_976_648_192),  # HF meta-llama/Llama-2-70b-hf
+        ("llama3.1-70b", 70_553_706_496),  # HF meta-llama/Llama-3.1-70B
     ],
 )
 def test_param_count_from_config(name: str, expected: int) -> None:
@@ -301,3 +302,79 @@ def test_bf16_forward_is_finite() -> None:
 def test_llama_config_is_a_dataclass_with_head_dim() -> None:
     cfg = LlamaConfig(dim=32, n_layers=1, n_heads=2, n_kv_heads=1, vocab_size=10, ffn_dim=16)
     assert cfg.head_dim == 16 and cfg.rope_scaling is None and cfg.max_seq_len == 8192
+
+
+# --- fused QKV ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"), [("llama2-70b", 68_976_648_192), ("llama3.1-70b", 70_553_706_496)]
+)
+def test_70b_on_meta_has_exact_param_count(name: str, expected: int) -> None:
+    with torch.device("meta"):
+        model = Llama(get_llama_config(name))
+    assert num_params(model) == expected
+
+
+def test_llama2_70b_is_fused_like_the_mlperf_checkpoint() -> None:
+    cfg = get_llama_config("llama2-70b")
+    assert cfg.fused_qkv and cfg.rope_scaling is None and cfg.rope_theta == 10000.0
+    with torch.device("meta"):
+        attn = Attention(cfg)
+    assert attn.wqkv.weight.shape == (64 * 128 + 2 * 8 * 128, 8192)
+    assert not hasattr(attn, "wq")
+    assert not get_llama_config("llama3.1-70b").fused_qkv
+
+
+def test_debug_llama2_flavor() -> None:
+    cfg = get_llama_config("debug-llama2")
+    assert cfg.rope_theta == 10000.0 and cfg.rope_scaling is None and cfg.fused_qkv
+    assert cfg.n_kv_heads < cfg.n_heads
+    model = Llama(cfg)
+    torch.manual_seed(0)
+    model.init_weights()
+    assert model(random_tokens(2, 9)).shape == (2, 9, 256)
+    assert "layers.0.attention.wqkv.weight" in model.state_dict()
+
+
+def fuse_weights(unfused: Llama, fused: Llama) -> None:
+    """Copy unfused's weights into fused; wqkv rows per K/V group g: [q heads of g, k_g, v_g]."""
+    cfg = unfused.cfg
+    d, n_rep = cfg.head_dim, cfg.n_heads // cfg.n_kv_heads
+    state = {}
+    for name, t in unfused.state_dict().items():
+        if ".attention.wq." in name:
+            prefix = name.removesuffix("wq.weight")
+            wq, wk, wv = (unfused.state_dict()[f"{prefix}{x}.weight"] for x in ("wq", "wk", "wv"))
+            groups = [
+                torch.cat([wq[g * n_rep * d : (g + 1) * n_rep * d], wk[g * d : (g + 1) * d],
+                           wv[g * d : (g + 1) * d]])
+                for g in range(cfg.n_kv_heads)
+            ]  # fmt: skip
+            state[f"{prefix}wqkv.weight"] = torch.cat(groups)
+        elif ".attention.wk." not in name and ".attention.wv." not in name:
+            state[name] = t
+    fused.load_state_dict(state)
+
+
+@pytest.mark.parametrize("n_kv_heads", [1, 2, 4])
+def test_fused_qkv_equals_unfused_with_rearranged_weights(n_kv_heads: int) -> None:
+    unfused = build_debug(seed=0, n_kv_heads=n_kv_heads)
+    fused = Llama(get_llama_config("debug", n_kv_heads=n_kv_heads, fused_qkv=True))
+    fuse_weights(unfused, fused)
+    tokens = random_tokens(2, 20)
+    a, b = fused(tokens), unfused(tokens)
+    torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    a.square().mean().backward()
+    b.square().mean().backward()
+    torch.testing.assert_close(
+        fused.layers["1"].attention.wo.weight.grad, unfused.layers["1"].attention.wo.weight.grad
+    )
+
+
+def test_fused_qkv_init_is_like_unfused() -> None:
+    model = build_debug(seed=0, fused_qkv=True)
+    wqkv = model.layers["0"].attention.wqkv.weight
+    assert wqkv.shape == ((4 + 2 * 2) * 16, 64)
+    assert wqkv.abs().max() <= 3 * 0.02 + 1e-6
+    assert wqkv.std().item() == pytest.approx(0.02, rel=0.15)

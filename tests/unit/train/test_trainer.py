@@ -113,3 +113,25 @@ def test_missing_gpu_is_a_clear_error(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="no CUDA GPU is visible; use train.device=cpu"):
         T.resolve_device("cuda")
     assert T.resolve_device("auto").type == "cpu"
+
+
+def test_start_from_hf_checkpoint(tmp_path):
+    """model.checkpoint loads an HF-format checkpoint instead of the random init; a checkpoint
+    of another shape is refused before training with the field that differs."""
+    from trainperf.models.hf_adapter import save_hf_checkpoint
+
+    cfg = small_config(tmp_path, "train.seed=2", "train.max_steps=3")
+    paths = prepare_data(cfg, progress=False)
+    source = T.Trainer(cfg, paths, ml=None, console=Console(quiet=True)).build_model()
+    save_hf_checkpoint(source, tmp_path / "ckpt")
+    cfg = apply_overrides(cfg, [f"model.checkpoint={tmp_path / 'ckpt'}", "train.seed=9"])
+    loaded = T.Trainer(cfg, paths, ml=None, console=Console(quiet=True)).build_model()
+    for (name, a), b in zip(source.state_dict().items(), loaded.state_dict().values()):
+        assert a.equal(b), name
+    result = run(cfg)
+    assert result.steps == 3
+    bad = apply_overrides(cfg, ["data.vocab_size=1024"])
+    with pytest.raises(ValueError, match="vocab_size"):
+        T.Trainer(
+            bad, prepare_data(bad, progress=False), ml=None, console=Console(quiet=True)
+        ).build_model()

@@ -1,0 +1,762 @@
+"""HF Transformers checkpoints <-> our Llama: the only module that knows HF parameter names.
+
+Three differences between the layouts, all handled here:
+- names: `model.layers.{i}.self_attn.q_proj.weight` is our `layers.{i}.attention.wq.weight`, ...;
+- RoPE: HF stores the q/k rows of each head in the half-split ("rotate_half") order, we use
+  interleaved pairs; within a head of size d, ours[2i] = hf[i] and ours[2i + 1] = hf[i + d/2]
+  (`rope_permutation`);
+- fused QKV: MLPerf's `regisss/llama2-70b-fused-qkv-mlperf` has one `qkv_proj` = rows [q; k; v]
+  (q and k half-split), our `wqkv` groups rows per K/V head (see `LlamaConfig.fused_qkv`).
+
+Every one of our rows comes from one HF row, so a load is a row gather: each rank reads only the
+rows and columns of its own (FSDP / TP) shard with `safe_open(...).get_slice`, never the full
+model. All names, shapes and dtypes are checked against the safetensors headers before anything
+is copied, so a bad checkpoint raises one ValueError and leaves the model untouched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from trainperf.models.hub import resolve_checkpoint
+from trainperf.models.llama import Llama, LlamaConfig, RopeScaling, precompute_rope_cache
+
+try:  # torch builds without distributed support have no DTensor
+    from torch.distributed.tensor import DTensor
+    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
+except ImportError:  # pragma: no cover
+    DTensor = None  # type: ignore[assignment,misc]
+
+CONFIG_FILE = "config.json"
+INDEX_FILE = "model.safetensors.index.json"
+SINGLE_FILE = "model.safetensors"
+ADAPTER_FILE = "adapter_model.safetensors"
+ADAPTER_CONFIG_FILE = "adapter_config.json"
+PEFT_PREFIX = "base_model.model."
+# Checked by `check_config_matches`; max_seq_len only sizes our RoPE table, fused_qkv the layout.
+MATCHED_FIELDS = (
+    "dim",
+    "n_layers",
+    "n_heads",
+    "n_kv_heads",
+    "vocab_size",
+    "ffn_dim",
+    "norm_eps",
+    "rope_theta",
+    "rope_scaling",
+)
+_TOP_NAMES = {"tok_embeddings": "model.embed_tokens", "norm": "model.norm", "output": "lm_head"}
+_LAYER_NAMES = {
+    "attention_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "attention.wq": "self_attn.q_proj",
+    "attention.wk": "self_attn.k_proj",
+    "attention.wv": "self_attn.v_proj",
+    "attention.wqkv": "self_attn.qkv_proj",
+    "attention.wo": "self_attn.o_proj",
+    "feed_forward.w1": "mlp.gate_proj",
+    "feed_forward.w2": "mlp.down_proj",
+    "feed_forward.w3": "mlp.up_proj",
+}
+_QKV = ("wq", "wk", "wv", "wqkv")
+# Module wrappers (activation checkpointing, torch.compile, FSDP1) that insert a name segment.
+_WRAPPERS = ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module.")
+_IGNORED_HF = re.compile(r"\.rotary_emb\.inv_freq$")  # old checkpoints store the RoPE table
+
+
+# --- config -------------------------------------------------------------------------------------
+
+
+def _require(hf_config: dict, key: str) -> object:
+    if key not in hf_config:
+        raise ValueError(f"HF config.json has no {key!r}; is this a Llama checkpoint?")
+    return hf_config[key]
+
+
+def _rope_from_hf(hf_config: dict) -> tuple[float, RopeScaling | None]:
+    """rope_theta and Llama 3.1 scaling from transformers 4 (rope_theta + rope_scaling) or 5
+    (rope_parameters) keys."""
+    params = hf_config.get("rope_parameters") or {}
+    scaling = hf_config.get("rope_scaling") or params
+    theta = hf_config.get("rope_theta", params.get("rope_theta", 10000.0))
+    rope_type = scaling.get("rope_type", scaling.get("type", "default"))
+    if rope_type == "default":
+        return float(theta), None
+    if rope_type != "llama3":
+        raise ValueError(f"RoPE scaling rope_type {rope_type!r} is not supported; only 'llama3'")
+    keys = ("factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings")
+    missing = [k for k in keys if k not in scaling]
+    if missing:
+        raise ValueError(f"llama3 RoPE scaling in config.json lacks {', '.join(missing)}")
+    return float(theta), RopeScaling(
+        factor=float(scaling["factor"]),
+        low_freq_factor=float(scaling["low_freq_factor"]),
+        high_freq_factor=float(scaling["high_freq_factor"]),
+        original_max_position_embeddings=int(scaling["original_max_position_embeddings"]),
+    )
+
+
+def config_from_hf(
+    hf_config: dict, *, fused_qkv: bool = False, max_seq_len: int | None = None
+) -> LlamaConfig:
+    """Our LlamaConfig for an HF Llama `config.json` (as a dict).
+
+    `fused_qkv` says whether the checkpoint has `qkv_proj` (the config does not tell);
+    `max_seq_len` defaults to `max_position_embeddings`. Raises ValueError for what our model
+    cannot represent (tied embeddings, biases, another activation or RoPE scaling).
+    """
+    if hf_config.get("tie_word_embeddings", False):
+        raise ValueError("tie_word_embeddings=true is not supported: Llama 2/3.1 untie lm_head")
+    if hf_config.get("attention_bias") or hf_config.get("mlp_bias"):
+        raise ValueError("attention_bias / mlp_bias are not supported: Llama has no biases")
+    act = hf_config.get("hidden_act", "silu")
+    if act != "silu":
+        raise ValueError(f"hidden_act {act!r} is not supported; Llama uses 'silu' (SwiGLU)")
+    dim, n_heads = (
+        int(_require(hf_config, "hidden_size")),
+        int(_require(hf_config, "num_attention_heads")),
+    )
+    head_dim = hf_config.get("head_dim")
+    if head_dim is not None and n_heads and int(head_dim) * n_heads != dim:
+        raise ValueError(
+            f"head_dim({head_dim}) * num_attention_heads({n_heads}) != hidden_size({dim}); "
+            "our Llama needs head_dim = hidden_size / num_attention_heads"
+        )
+    theta, scaling = _rope_from_hf(hf_config)
+    return LlamaConfig(
+        dim=dim,
+        n_layers=int(_require(hf_config, "num_hidden_layers")),
+        n_heads=n_heads,
+        n_kv_heads=int(hf_config.get("num_key_value_heads") or n_heads),
+        vocab_size=int(_require(hf_config, "vocab_size")),
+        ffn_dim=int(_require(hf_config, "intermediate_size")),
+        norm_eps=float(hf_config.get("rms_norm_eps", 1e-6)),
+        rope_theta=theta,
+        rope_scaling=scaling,
+        max_seq_len=max_seq_len or int(hf_config.get("max_position_embeddings", 8192)),
+        fused_qkv=fused_qkv,
+    )
+
+
+def config_to_hf(cfg: LlamaConfig, *, dtype: torch.dtype = torch.float32) -> dict:
+    """An HF `LlamaForCausalLM` config.json dict for `cfg` (readable by transformers 4 and 5)."""
+    s = cfg.rope_scaling
+    scaling = None
+    if s is not None:
+        scaling = {
+            "rope_type": "llama3",
+            "factor": s.factor,
+            "low_freq_factor": s.low_freq_factor,
+            "high_freq_factor": s.high_freq_factor,
+            "original_max_position_embeddings": s.original_max_position_embeddings,
+        }
+    return {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "hidden_size": cfg.dim,
+        "intermediate_size": cfg.ffn_dim,
+        "num_hidden_layers": cfg.n_layers,
+        "num_attention_heads": cfg.n_heads,
+        "num_key_value_heads": cfg.n_kv_heads,
+        "head_dim": cfg.head_dim,
+        "vocab_size": cfg.vocab_size,
+        "rms_norm_eps": cfg.norm_eps,
+        "rope_theta": cfg.rope_theta,
+        "rope_scaling": scaling,
+        "max_position_embeddings": cfg.max_seq_len,
+        "hidden_act": "silu",
+        "attention_bias": False,
+        "mlp_bias": False,
+        "tie_word_embeddings": False,
+        "torch_dtype": str(dtype).removeprefix("torch."),
+    }
+
+
+def check_config_matches(ours: LlamaConfig, theirs: LlamaConfig) -> None:
+    """ValueError naming every field where the checkpoint's config (`theirs`) differs from ours."""
+    diffs = [
+        f"{name}: checkpoint {getattr(theirs, name)}, model {getattr(ours, name)}"
+        for name in MATCHED_FIELDS
+        if getattr(theirs, name) != getattr(ours, name)
+    ]
+    if diffs:
+        raise ValueError(
+            "checkpoint config does not match the chosen model flavor: " + "; ".join(diffs)
+        )
+
+
+# --- names and row layouts ----------------------------------------------------------------------
+
+
+def canonical_name(name: str) -> str:
+    """Our parameter name without wrapper segments (activation checkpointing, torch.compile)."""
+    for wrapper in _WRAPPERS:
+        name = name.replace(wrapper, "")
+    return name
+
+
+def hf_module_name(module: str) -> str:
+    """HF name of our module: `layers.3.attention.wq` -> `model.layers.3.self_attn.q_proj`."""
+    if module in _TOP_NAMES:
+        return _TOP_NAMES[module]
+    m = re.fullmatch(r"layers\.(\d+)\.(.+)", module)
+    if m is None or m.group(2) not in _LAYER_NAMES:
+        raise ValueError(f"our module {module!r} has no HF counterpart")
+    return f"model.layers.{m.group(1)}.{_LAYER_NAMES[m.group(2)]}"
+
+
+def rope_permutation(n_heads: int, head_dim: int, *, inverse: bool = False) -> torch.Tensor:
+    """Row index p with ours = hf[p] for q or k rows of `n_heads` heads (HF half-split order ->
+    our interleaved pairs): within each head, ours[2i] = hf[i], ours[2i + 1] = hf[i + d/2].
+
+    inverse=True gives the index the other way: hf = ours[p].
+    """
+    half = head_dim // 2
+    within = torch.stack([torch.arange(half), torch.arange(half) + half], dim=1).flatten()
+    p = (torch.arange(n_heads)[:, None] * head_dim + within).flatten()  # (n_heads * head_dim,)
+    return torch.argsort(p) if inverse else p
+
+
+def qkv_row_index(cfg: LlamaConfig, projection: str) -> torch.Tensor:
+    """Rows of HF's [q; k; v] (q, k half-split) that make our `projection` (wq, wk, wv, wqkv).
+
+    wqkv is grouped per K/V head g: [n_rep query heads of g, K head g, V head g].
+    """
+    d, nq, nkv = cfg.head_dim, cfg.n_heads, cfg.n_kv_heads
+    q = rope_permutation(nq, d)
+    k = nq * d + rope_permutation(nkv, d)
+    v = (nq + nkv) * d + torch.arange(nkv * d)
+    if projection != "wqkv":
+        return {"wq": q, "wk": k, "wv": v}[projection]
+    groups = [q.view(nkv, (nq // nkv) * d), k.view(nkv, d), v.view(nkv, d)]
+    return torch.cat(groups, dim=1).flatten()  # (n_kv, (n_rep + 2) * d) -> rows
+
+
+def _qkv_sizes(cfg: LlamaConfig) -> dict[str, int]:
+    q, kv = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+    return {"wq": q, "wk": kv, "wv": kv, "wqkv": q + 2 * kv}
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where our tensor's rows come from: our row r = concat(names)[index[r]] (None: identity)."""
+
+    names: tuple[str, ...]
+    rows: tuple[int, ...]  # rows of each HF tensor
+    index: torch.Tensor | None
+
+
+def _source(module: str, suffix: str, cfg: LlamaConfig, *, hf_fused: bool) -> _Source:
+    """Source of our tensor `{module}.{ours suffix}` in an HF layout whose tensors end in `suffix`
+    (`weight`, or PEFT's `lora_B.weight`)."""
+    leaf = module.rsplit(".", 1)[-1]
+    if leaf not in _QKV or not module.endswith(f"attention.{leaf}"):
+        return _Source((f"{hf_module_name(module)}.{suffix}",), (-1,), None)
+    prefix = hf_module_name(module).rsplit(".", 1)[0]
+    sizes = _qkv_sizes(cfg)
+    index = qkv_row_index(cfg, leaf)
+    if hf_fused:
+        return _Source((f"{prefix}.qkv_proj.{suffix}",), (sizes["wqkv"],), index)
+    if leaf == "wqkv":
+        names = tuple(f"{prefix}.{x}_proj.{suffix}" for x in "qkv")
+        return _Source(names, (sizes["wq"], sizes["wk"], sizes["wv"]), index)
+    offset = {"wq": 0, "wk": sizes["wq"], "wv": sizes["wq"] + sizes["wk"]}[leaf]
+    return _Source((f"{prefix}.{leaf[1]}_proj.{suffix}",), (sizes[leaf],), index - offset)
+
+
+# --- reading shards -----------------------------------------------------------------------------
+
+
+def _local_box(param: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """(shape, global offset) of the part of `param` this rank holds (all of it if not a DTensor).
+
+    FSDP2 pads uneven shards in storage only: `to_local()` has the unpadded chunk shape that
+    `compute_local_shape_and_global_offset` returns.
+    """
+    if DTensor is not None and isinstance(param, DTensor):
+        shape, offset = compute_local_shape_and_global_offset(
+            param.shape, param.device_mesh, param.placements
+        )
+        return tuple(shape), tuple(offset)
+    return tuple(param.shape), (0,) * param.dim()
+
+
+def _local_tensor(param: torch.Tensor) -> torch.Tensor:
+    return param.to_local() if DTensor is not None and isinstance(param, DTensor) else param
+
+
+class _Files:
+    """Open safetensors files of one checkpoint, by tensor name; closed on exit."""
+
+    def __init__(self, folder: Path, weight_map: dict[str, str], stack: contextlib.ExitStack):
+        self.folder, self.weight_map, self._stack = folder, weight_map, stack
+        self._open: dict[str, object] = {}
+
+    def handle(self, name: str):  # -> safetensors safe_open handle
+        file = self.weight_map[name]
+        if file not in self._open:
+            try:
+                handle = safe_open(str(self.folder / file), framework="pt", device="cpu")
+            except Exception as e:  # safetensors raises its own error types for bad headers
+                raise ValueError(
+                    f"safetensors file {self.folder / file} is unreadable: {e}"
+                ) from None
+            self._open[file] = self._stack.enter_context(handle)
+        return self._open[file]
+
+    def slice(self, name: str):
+        return self.handle(name).get_slice(name)
+
+
+def _read_local(
+    files: _Files, src: _Source, shape: tuple[int, ...], offset: tuple[int, ...]
+) -> torch.Tensor:
+    """Our rows [offset[0], offset[0] + shape[0]) (and columns likewise) read from `src`, reading
+    from each HF tensor only the smallest row range that covers the rows needed."""
+    r0, r1 = offset[0], offset[0] + shape[0]
+    cols = slice(offset[1], offset[1] + shape[1]) if len(shape) == 2 else None
+    index = torch.arange(r0, r1) if src.index is None else src.index[r0:r1]
+    out: torch.Tensor | None = None
+    start = 0
+    for name, rows in zip(src.names, src.rows):
+        rows = rows if rows >= 0 else r1  # identity sources do not record the size
+        pos = ((index >= start) & (index < start + rows)).nonzero().squeeze(1)
+        hf_rows, start = index[pos] - start, start + rows
+        if len(pos) == 0:
+            continue
+        lo, hi = int(hf_rows.min()), int(hf_rows.max()) + 1
+        block = files.slice(name)[lo:hi] if cols is None else files.slice(name)[lo:hi, cols]
+        if out is None:
+            out = block.new_empty(shape)
+        out[pos] = block[hf_rows - lo]
+    assert out is not None and tuple(out.shape) == shape, (src.names, shape)
+    return out
+
+
+_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
+
+
+def _expected_hf_shape(src: _Source, k: int, param: torch.Tensor) -> tuple[int, ...]:
+    rows = src.rows[k] if src.rows[k] >= 0 else param.shape[0]
+    return (rows, *param.shape[1:])
+
+
+def _validate(
+    files: _Files, plan: dict[str, _Source], params: dict[str, torch.Tensor], where: str
+) -> None:
+    """Every tensor `plan` needs is listed, present in its file, floating point, of the right
+    shape; and the checkpoint has nothing we would silently drop. ValueError otherwise."""
+    for ours, src in plan.items():
+        for k, name in enumerate(src.names):
+            if name not in files.weight_map:
+                raise ValueError(f"{where}: tensor {name} is missing (needed for our {ours})")
+            file = files.weight_map[name]
+            if not (files.folder / file).is_file():
+                raise ValueError(f"{where}: shard file {file} (holding {name}) does not exist")
+            handle = files.handle(name)
+            if name not in handle.keys():
+                raise ValueError(f"{where}: {file} has no tensor {name} though the index says so")
+            sl = handle.get_slice(name)
+            got, want = tuple(sl.get_shape()), _expected_hf_shape(src, k, params[ours])
+            if got != want:
+                raise ValueError(
+                    f"{where}: tensor {name} in {file} has shape {got}; expected {want} "
+                    f"(for our {ours})"
+                )
+            if sl.get_dtype() not in _FLOAT_DTYPES:
+                raise ValueError(
+                    f"{where}: tensor {name} in {file} has dtype {sl.get_dtype()}; expected a "
+                    "floating-point dtype (F32, BF16, F16, ...)"
+                )
+    used = {name for src in plan.values() for name in src.names}
+    extra = sorted(n for n in files.weight_map if n not in used and not _IGNORED_HF.search(n))
+    if extra:
+        raise ValueError(
+            f"{where}: {len(extra)} tensor(s) the model has no place for, e.g. "
+            f"{', '.join(extra[:3])}; wrong model flavor or architecture?"
+        )
+
+
+@torch.no_grad()
+def _load_plan(
+    folder: Path, weight_map: dict[str, str], plan: dict[str, _Source], params: dict, where: str
+) -> None:
+    """Validate everything, then fill each parameter's local shard in place."""
+    with contextlib.ExitStack() as stack:
+        files = _Files(folder, weight_map, stack)
+        _validate(files, plan, params, where)
+        for ours, src in plan.items():
+            param = params[ours]
+            shape, offset = _local_box(param)
+            local = _local_tensor(param)
+            assert tuple(local.shape) == shape, (ours, tuple(local.shape), shape)
+            if local.numel() == 0:
+                continue
+            local.copy_(_read_local(files, src, shape, offset))
+
+
+# --- loading ------------------------------------------------------------------------------------
+
+
+def _read_json(path: Path, what: str) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"{what} {path} does not exist") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{what} {path} is unreadable: {e}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{what} {path} is not a JSON object")
+    return data
+
+
+def read_weight_map(folder: Path) -> dict[str, str]:
+    """HF tensor name -> safetensors file name, from the index or the single model.safetensors."""
+    index = folder / INDEX_FILE
+    if index.exists():
+        weight_map = _read_json(index, "safetensors index").get("weight_map")
+        if not isinstance(weight_map, dict) or not weight_map:
+            raise ValueError(f"safetensors index {index} has no 'weight_map' object")
+        return weight_map
+    single = folder / SINGLE_FILE
+    if not single.exists():
+        raise ValueError(f"{folder} has neither {INDEX_FILE} nor {SINGLE_FILE}")
+    try:
+        with safe_open(str(single), framework="pt") as f:
+            return dict.fromkeys(f.keys(), SINGLE_FILE)
+    except Exception as e:  # safetensors raises its own error types for bad headers
+        raise ValueError(f"safetensors file {single} is unreadable: {e}") from None
+
+
+def find_llama(model: nn.Module) -> Llama:
+    """The Llama inside `model` (itself, or under a torch.compile / other wrapper)."""
+    for module in model.modules():
+        if isinstance(module, Llama):
+            return module
+    raise ValueError(f"no trainperf Llama inside {type(model).__name__}")
+
+
+def _base_params(model: nn.Module) -> dict[str, nn.Parameter]:
+    params = {canonical_name(n): p for n, p in model.named_parameters()}
+    return {n: p for n, p in params.items() if ".lora_a." not in n and ".lora_b." not in n}
+
+
+@torch.no_grad()
+def _reset_rope_cache(llama: Llama) -> None:
+    buf = llama.rope_cache
+    fresh = precompute_rope_cache(llama.cfg, device=buf.device).to(buf.dtype)
+    _local_tensor(buf).copy_(fresh)
+
+
+def load_hf_checkpoint(model: nn.Module, source: str | Path) -> None:
+    """Fill every base parameter of `model` in place from an HF Llama checkpoint.
+
+    `source`: a directory or hub id (see `resolve_checkpoint`). Works on a materialised model
+    (e.g. meta-built, parallelized, then `to_empty`) whose parameters may be DTensors sharded by
+    FSDP2 and/or tensor parallel: each rank reads only its own rows and columns. Loads the
+    standard (q/k/v_proj) or fused (qkv_proj) layout into a model with or without `fused_qkv`.
+    LoRA adapters are left untouched. Values are cast to each parameter's dtype; the RoPE table
+    is recomputed. Raises ValueError, before changing anything, if the checkpoint does not fit.
+    """
+    folder = resolve_checkpoint(source)
+    llama = find_llama(model)
+    if any(p.is_meta for p in model.parameters()):
+        raise ValueError("model is on the meta device; call model.to_empty(device=...) first")
+    hf_config = _read_json(folder / CONFIG_FILE, "HF config")
+    weight_map = read_weight_map(folder)
+    hf_fused = any(".self_attn.qkv_proj." in name for name in weight_map)
+    check_config_matches(llama.cfg, config_from_hf(hf_config, fused_qkv=hf_fused))
+    params = _base_params(model)
+    plan = {}
+    for name in params:
+        module, _, suffix = name.rpartition(".")
+        plan[name] = _source(module, suffix, llama.cfg, hf_fused=hf_fused)
+    _load_plan(folder, weight_map, plan, params, where=f"checkpoint {folder}")
+    _reset_rope_cache(llama)
+
+
+class _DictFiles(_Files):
+    """`_Files` over in-memory tensors (a torch tensor slices like a safetensors slice)."""
+
+    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
+        self.tensors = tensors
+
+    def slice(self, name: str) -> torch.Tensor:
+        return self.tensors[name]
+
+
+def from_hf_state_dict(hf: dict[str, torch.Tensor], cfg: LlamaConfig) -> dict[str, torch.Tensor]:
+    """In-memory conversion of full HF tensors (weights, or e.g. their gradients) to our names
+    and row layouts for a model of `cfg` (fused or not; the HF layout is detected)."""
+    hf_fused = any(".self_attn.qkv_proj." in name for name in hf)
+    with torch.device("meta"):
+        shapes = {n: tuple(p.shape) for n, p in Llama(cfg).named_parameters()}
+    out = {}
+    for name, shape in shapes.items():
+        module, _, suffix = name.rpartition(".")
+        src = _source(module, suffix, cfg, hf_fused=hf_fused)
+        missing = [n for n in src.names if n not in hf]
+        if missing:
+            raise ValueError(f"HF tensor {missing[0]} is missing (needed for our {name})")
+        out[name] = _read_local(_DictFiles(hf), src, shape, (0,) * len(shape))
+    return out
+
+
+def to_hf_state_dict(
+    ours: dict[str, torch.Tensor], cfg: LlamaConfig, *, fused: bool | None = None
+) -> dict[str, torch.Tensor]:
+    """In-memory conversion of our full base tensors (`layers.0.attention.wq.weight`, ...) to HF
+    names and row order; `fused` writes qkv_proj (default: as `cfg`). LoRA tensors are skipped."""
+    fused = cfg.fused_qkv if fused is None else fused
+    modules = {
+        canonical_name(n).removesuffix(".weight"): t
+        for n, t in ours.items()
+        if ".lora_a." not in n and ".lora_b." not in n
+    }
+    return _hf_tensors(modules, cfg, suffix="weight", fused_out=fused)
+
+
+# --- saving -------------------------------------------------------------------------------------
+
+
+def _rank() -> int:
+    dist = torch.distributed
+    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
+
+
+def _full(t: torch.Tensor) -> torch.Tensor:
+    """The whole tensor on CPU (a collective for DTensors: every rank must call it)."""
+    if DTensor is not None and isinstance(t, DTensor):
+        t = t.full_tensor()
+    return t.detach().to("cpu", copy=True)
+
+
+def _lora_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
+    """(our canonical module name, module) for every LoRA-wrapped Linear (has lora_a, lora_b)."""
+    for name, module in model.named_modules():
+        if hasattr(module, "lora_a") and hasattr(module, "lora_b"):
+            yield canonical_name(name), module
+
+
+def _to_hf_rows(t: torch.Tensor, src: _Source) -> torch.Tensor:
+    """Inverse of a load: HF-order rows of concat(src.names) from our rows `t`."""
+    if src.index is None:
+        return t
+    out = t.new_empty((sum(src.rows), *t.shape[1:]))
+    out[src.index] = t
+    return out
+
+
+def _hf_tensors(
+    ours: dict[str, torch.Tensor], cfg: LlamaConfig, *, suffix: str, fused_out: bool
+) -> dict[str, torch.Tensor]:
+    """Our full tensors (module name -> tensor) as HF tensors ending in `suffix`; q/k/v rows of
+    one layer are gathered into HF's [q; k; v], then written fused or split."""
+    out: dict[str, torch.Tensor] = {}
+    qkv: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
+    for module, t in ours.items():
+        leaf = module.rsplit(".", 1)[-1]
+        if leaf not in _QKV:
+            out[f"{hf_module_name(module)}.{suffix}"] = t
+            continue
+        prefix = hf_module_name(module).rsplit(".", 1)[0]
+        qkv.setdefault(prefix, []).append((qkv_row_index(cfg, leaf), t))
+    sizes = _qkv_sizes(cfg)
+    for prefix, parts in qkv.items():
+        index = torch.cat([i for i, _ in parts])
+        rows = torch.cat([t for _, t in parts])
+        if len(index) != sizes["wqkv"]:
+            # Only some of q/k/v present (LoRA on a subset): write those alone.
+            for i, t in parts:
+                out.update(_split_partial(prefix, suffix, i, t, sizes))
+            continue
+        hf = _to_hf_rows(rows, _Source(("",), (sizes["wqkv"],), index))
+        if fused_out:
+            out[f"{prefix}.qkv_proj.{suffix}"] = hf
+        else:
+            q, k, v = hf.split([sizes["wq"], sizes["wk"], sizes["wv"]])
+            out.update({f"{prefix}.{x}_proj.{suffix}": y for x, y in zip("qkv", (q, k, v))})
+    return {k: v.contiguous() for k, v in out.items()}
+
+
+def _split_partial(
+    prefix: str, suffix: str, index: torch.Tensor, t: torch.Tensor, sizes: dict[str, int]
+) -> dict[str, torch.Tensor]:
+    """One unfused projection (wq, wk or wv) to HF order, from its rows of HF's [q; k; v]."""
+    starts = {"q": 0, "k": sizes["wq"], "v": sizes["wq"] + sizes["wk"]}
+    x = max((s, name) for name, s in starts.items() if s <= int(index.min()))[1]
+    local = index - starts[x]
+    hf = t.new_empty(t.shape)
+    hf[local] = t
+    return {f"{prefix}.{x}_proj.{suffix}": hf}
+
+
+def _write_dir(out_dir: str | Path, files: dict[str, dict], tensors: dict[str, dict]) -> Path:
+    """Write JSON `files` and safetensors `tensors` into a temp dir next to `out_dir`, then rename
+    it to `out_dir` (which must not exist or be empty): a crash never leaves half a checkpoint."""
+    out = Path(out_dir)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise ValueError(f"{out} already exists and is not empty; choose another directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        for name, data in files.items():
+            (tmp / name).write_text(json.dumps(data, indent=2) + "\n")
+        for name, data in tensors.items():
+            save_file(data, str(tmp / name), metadata={"format": "pt"})
+        if out.exists():
+            out.rmdir()
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def save_hf_checkpoint(
+    model: nn.Module,
+    out_dir: str | Path,
+    *,
+    fused: bool | None = None,
+    merge_lora: bool = False,
+    dtype: torch.dtype | None = None,
+) -> Path | None:
+    """Write the whole model as an HF checkpoint: config.json, model.safetensors and its index.
+
+    fused: write `qkv_proj` (MLPerf layout) instead of q/k/v_proj; default: as the model is.
+    merge_lora: fold LoRA adapters into the base weights (W + alpha/r B A); otherwise the base
+    weights alone are written (save adapters with `save_peft_adapter`). dtype: default, each
+    parameter's own. DTensor parameters are gathered one at a time (every rank must call this);
+    rank 0 writes and gets the path, other ranks None.
+    """
+    llama = find_llama(model)
+    fused = llama.cfg.fused_qkv if fused is None else fused
+    ours = {n: _full(p) for n, p in _base_params(model).items()}
+    if merge_lora:
+        for name, mod in _lora_modules(model):
+            a, b = _full(mod.lora_a.weight).float(), _full(mod.lora_b.weight).float()
+            scale = getattr(mod, "scale", mod.alpha / mod.rank)
+            w = ours[f"{name}.weight"]
+            ours[f"{name}.weight"] = (w.float() + scale * (b @ a)).to(w.dtype)
+    if _rank() != 0:
+        return None
+    tensors = to_hf_state_dict(ours, llama.cfg, fused=fused)
+    if dtype is not None:
+        tensors = {k: v.to(dtype) for k, v in tensors.items()}
+    first = next(iter(tensors.values()))
+    index = {
+        "metadata": {"total_size": sum(t.numel() * t.element_size() for t in tensors.values())},
+        "weight_map": dict.fromkeys(tensors, SINGLE_FILE),
+    }
+    files = {CONFIG_FILE: config_to_hf(llama.cfg, dtype=first.dtype), INDEX_FILE: index}
+    return _write_dir(out_dir, files, {SINGLE_FILE: tensors})
+
+
+# --- PEFT LoRA adapters -------------------------------------------------------------------------
+
+
+def _dropout_p(mod: nn.Module) -> float:
+    d = getattr(mod, "dropout", 0.0)
+    return float(d.p) if isinstance(d, nn.Dropout) else float(d)
+
+
+def _lora_settings(model: nn.Module) -> tuple[list[tuple[str, nn.Module]], int, float, float]:
+    mods = list(_lora_modules(model))
+    if not mods:
+        raise ValueError("model has no LoRA adapters (apply_lora first)")
+    settings = {(int(m.rank), float(m.alpha), _dropout_p(m)) for _, m in mods}
+    if len(settings) != 1:
+        raise ValueError(f"LoRA modules differ in (rank, alpha, dropout): {sorted(settings)}")
+    rank, alpha, dropout = settings.pop()
+    return mods, rank, alpha, dropout
+
+
+def _peft_name(module: str, suffix: str) -> str:
+    return f"{PEFT_PREFIX}{hf_module_name(module)}.{suffix}"
+
+
+def save_peft_adapter(
+    model: nn.Module, out_dir: str | Path, *, base_model_name_or_path: str = ""
+) -> Path | None:
+    """Write the LoRA adapters alone in PEFT's layout (adapter_model.safetensors +
+    adapter_config.json), loadable with `peft.PeftModel.from_pretrained` on the HF model.
+
+    lora_B rows of q/k (and of the fused qkv) get the inverse RoPE permutation / regrouping so the
+    HF model with the adapter computes what ours does. Rank 0 writes; DTensors are gathered.
+    """
+    llama = find_llama(model)
+    mods, rank, alpha, dropout = _lora_settings(model)
+    a = {name: _full(m.lora_a.weight) for name, m in mods}
+    b = {name: _full(m.lora_b.weight) for name, m in mods}
+    if _rank() != 0:
+        return None
+    cfg = llama.cfg
+    tensors = {_peft_name(n, "lora_A.weight"): t.contiguous() for n, t in a.items()}
+    hf_b = _hf_tensors(b, cfg, suffix="lora_B.weight", fused_out=cfg.fused_qkv)
+    tensors.update({PEFT_PREFIX + k: v for k, v in hf_b.items()})
+    targets = sorted({hf_module_name(n).rsplit(".", 1)[-1] for n, _ in mods})
+    adapter_config = {
+        "peft_type": "LORA",
+        "task_type": "CAUSAL_LM",
+        "base_model_name_or_path": base_model_name_or_path,
+        "r": rank,
+        "lora_alpha": alpha,
+        "lora_dropout": dropout,
+        "target_modules": targets,
+        "bias": "none",
+        "fan_in_fan_out": False,
+        "inference_mode": True,
+        "init_lora_weights": True,
+        "modules_to_save": None,
+        "use_rslora": False,
+        "use_dora": False,
+    }
+    return _write_dir(out_dir, {ADAPTER_CONFIG_FILE: adapter_config}, {ADAPTER_FILE: tensors})
+
+
+def load_peft_adapter(model: nn.Module, adapter_dir: str | Path) -> None:
+    """Fill our LoRA adapters in place from a PEFT adapter directory (inverse of
+    `save_peft_adapter`); rank and alpha must match the model's. Shards like `load_hf_checkpoint`;
+    validates everything before copying."""
+    folder = Path(adapter_dir)
+    llama = find_llama(model)
+    mods, rank, alpha, _ = _lora_settings(model)
+    peft_cfg = _read_json(folder / ADAPTER_CONFIG_FILE, "PEFT adapter config")
+    if peft_cfg.get("peft_type", "LORA") != "LORA":
+        raise ValueError(f"{folder}: peft_type {peft_cfg.get('peft_type')!r}; expected 'LORA'")
+    theirs = (peft_cfg.get("r"), peft_cfg.get("lora_alpha"))
+    if theirs[0] != rank or float(theirs[1] or 0) != alpha:
+        raise ValueError(
+            f"{folder}: adapter has r={theirs[0]}, lora_alpha={theirs[1]}; the model's LoRA has "
+            f"rank={rank}, alpha={alpha}"
+        )
+    file = folder / ADAPTER_FILE
+    if not file.is_file():
+        raise ValueError(f"{folder}: adapter file {ADAPTER_FILE} does not exist")
+    try:
+        with safe_open(str(file), framework="pt") as f:
+            weight_map = dict.fromkeys(f.keys(), ADAPTER_FILE)
+    except Exception as e:
+        raise ValueError(f"adapter file {file} is unreadable: {e}") from None
+    params, plan = {}, {}
+    for name, mod in mods:
+        params[f"{name}.lora_a.weight"] = mod.lora_a.weight
+        plan[f"{name}.lora_a.weight"] = _Source((_peft_name(name, "lora_A.weight"),), (-1,), None)
+        params[f"{name}.lora_b.weight"] = mod.lora_b.weight
+        src = _source(name, "lora_B.weight", llama.cfg, hf_fused=llama.cfg.fused_qkv)
+        plan[f"{name}.lora_b.weight"] = _Source(
+            tuple(PEFT_PREFIX + n for n in src.names), src.rows, src.index
+        )
+    _load_plan(folder, weight_map, plan, params, where=f"adapter {folder}")
