@@ -643,14 +643,20 @@ def save_hf_checkpoint(
     """
     llama = find_llama(model)
     fused = llama.cfg.fused_qkv if fused is None else fused
-    ours = {n: _full(p) for n, p in _base_params(model).items()}
+    writer = _rank() == 0
+    ours: dict[str, torch.Tensor] = {}
+    for n, p in _base_params(model).items():  # one parameter gathered at a time
+        full = _full(p)  # a collective: every rank gathers, only the writer keeps it
+        if writer:
+            ours[n] = full
     if merge_lora:
         for name, mod in _lora_modules(model):
             a, b = _full(mod.lora_a.weight).float(), _full(mod.lora_b.weight).float()
-            scale = getattr(mod, "scale", mod.alpha / mod.rank)
-            w = ours[f"{name}.weight"]
-            ours[f"{name}.weight"] = (w.float() + scale * (b @ a)).to(w.dtype)
-    if _rank() != 0:
+            if writer:
+                scale = getattr(mod, "scale", mod.alpha / mod.rank)
+                w = ours[f"{name}.weight"]
+                ours[f"{name}.weight"] = (w.float() + scale * (b @ a)).to(w.dtype)
+    if not writer:
         return None
     tensors = to_hf_state_dict(ours, llama.cfg, fused=fused)
     if dtype is not None:
