@@ -11,6 +11,7 @@ during the load against the full model's size, and whether the loaded shards equ
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import time
@@ -63,6 +64,7 @@ def main() -> None:
         save_s = time.perf_counter() - t
         saved = local_checksum(model)
         del model
+        gc.collect()  # FSDP2 hooks hold reference cycles: free the writer model for real
     else:
         save_s, saved = None, None
     dist.barrier()
@@ -77,6 +79,7 @@ def main() -> None:
     torch.cuda.synchronize()
     load_s = time.perf_counter() - t
     peak = torch.cuda.max_memory_allocated() - base
+    shard_bytes = torch.cuda.memory_allocated()
     loaded = local_checksum(model)
     tokens = torch.randint(0, model.cfg.vocab_size, (1, 256), device="cuda")
     with torch.no_grad(), torch.autocast("cuda", dtype=torch.bfloat16):
@@ -88,7 +91,7 @@ def main() -> None:
         "save_s": save_s,
         "load_s": round(load_s, 2),
         "load_peak_extra_gib": round(peak / 2**30, 3),
-        "local_shard_gib": round(torch.cuda.memory_allocated() / 2**30, 3),
+        "allocated_after_load_gib": round(shard_bytes / 2**30, 3),
         "full_model_fp32_gib": round(full_bytes / 2**30, 2),
         "matches_saved": None if saved is None else abs(saved - loaded) <= 1e-6 * abs(saved),
         "forward_finite": finite,

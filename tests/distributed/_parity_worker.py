@@ -76,14 +76,24 @@ def loss_of(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
 
 
 def train(
-    model: nn.Module, batches: list[torch.Tensor], *, reduce: Callable[[torch.Tensor], float]
+    model: nn.Module,
+    batches: list[torch.Tensor],
+    *,
+    reduce: Callable[[torch.Tensor], float],
+    first_grads: dict[str, torch.Tensor],
 ) -> list[float]:
-    """STEPS steps of the trainer's recipe: AdamW (build_optimizer), grad-norm clip, step."""
+    """STEPS steps of the trainer's recipe: AdamW (build_optimizer), grad-norm clip, step.
+    The full gradients of the first step go into `first_grads` (Adam's update is nearly blind to
+    a gradient's scale, so weights alone could hide a gradient off by a constant factor)."""
     optimizer = build_optimizer(model, TrainConfig(lr=LR, grad_clip=GRAD_CLIP))
     losses = []
-    for batch in batches:
+    for step, batch in enumerate(batches):
         loss = loss_of(model, batch)
         loss.backward()
+        if step == 0:
+            for name, p in model.named_parameters():
+                g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
+                first_grads[name] = g.detach().clone()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -106,8 +116,9 @@ def reference_state(cfg: LlamaConfig, hf_dir: str | None) -> dict[str, torch.Ten
 def run_reference(cfg: LlamaConfig, state: dict[str, torch.Tensor], batches: list[torch.Tensor]):
     model = Llama(cfg)
     model.load_state_dict(state)
-    losses = train(model, batches, reduce=lambda loss: loss.item())
-    return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}
+    grads: dict[str, torch.Tensor] = {}
+    losses = train(model, batches, reduce=lambda loss: loss.item(), first_grads=grads)
+    return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}, grads
 
 
 _REFERENCES: dict[str, tuple] = {}
@@ -167,7 +178,7 @@ def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> dict:
-    state, (ref_losses, ref_weights) = reference_of(CONFIGS[name].model, batches, hf_dir)
+    state, (ref_losses, ref_weights, ref_grads) = reference_of(CONFIGS[name].model, batches, hf_dir)
     model, dims, mesh = build_sharded(name, state, hf_dir)
     loaded = full_weights(model)
     load_rel = max(max_rel(loaded[k], state[k]) for k in state)
@@ -181,7 +192,10 @@ def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> di
         dist.all_reduce(loss, group=mesh["dp_shard"].get_group())
         return loss.item() / dp
 
-    losses = train(model, local, reduce=global_mean)
+    grads: dict[str, torch.Tensor] = {}
+    losses = train(model, local, reduce=global_mean, first_grads=grads)
+    grad_errors = {k: max_rel(grads[k], ref_grads[k]) for k in ref_grads}
+    worst_grad = max(grad_errors, key=grad_errors.get)
     weights = full_weights(model)
     assert weights.keys() == ref_weights.keys(), (weights.keys(), ref_weights.keys())
     errors = {k: max_rel(weights[k], ref_weights[k]) for k in ref_weights}
@@ -197,6 +211,8 @@ def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> di
         "loss_rel": loss_rel,
         "weight_rel": errors[worst],
         "worst_param": worst,
+        "grad_rel": grad_errors[worst_grad],
+        "worst_grad": worst_grad,
     }
 
 
