@@ -91,6 +91,11 @@ def train(
         loss = loss_of(model, batch)
         loss.backward()
         if step == 0:
+            first_grads["placements"] = {
+                n: str(p.grad.placements)
+                for n, p in model.named_parameters()
+                if isinstance(p.grad, DTensor)
+            }
             for name, p in model.named_parameters():
                 g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
                 first_grads[name] = g.detach().clone()
@@ -118,6 +123,7 @@ def run_reference(cfg: LlamaConfig, state: dict[str, torch.Tensor], batches: lis
     model.load_state_dict(state)
     grads: dict[str, torch.Tensor] = {}
     losses = train(model, batches, reduce=lambda loss: loss.item(), first_grads=grads)
+    grads.pop("placements")
     return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}, grads
 
 
@@ -194,6 +200,7 @@ def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> di
 
     grads: dict[str, torch.Tensor] = {}
     losses = train(model, local, reduce=global_mean, first_grads=grads)
+    placements = grads.pop("placements")
     grad_errors = {k: max_rel(grads[k], ref_grads[k]) for k in ref_grads}
     worst_grad = max(grad_errors, key=grad_errors.get)
     weights = full_weights(model)
@@ -213,6 +220,8 @@ def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> di
         "worst_param": worst,
         "grad_rel": grad_errors[worst_grad],
         "worst_grad": worst_grad,
+        "grad_errors": grad_errors,
+        "grad_placements": placements,
     }
 
 

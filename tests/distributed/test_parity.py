@@ -67,6 +67,8 @@ def check(result: dict) -> None:
     assert result["load_rel"] == 0.0, f"sharded load differs from the full weights: {result}"
     assert result["moved"] > 1e-2, f"training barely moved the weights: {result}"
     assert result["loss_rel"] <= TOL, (result["losses"], result["ref_losses"])
+    partial = [n for n, p in result["grad_placements"].items() if "Partial" in p]
+    assert not partial, f"gradients left as per-rank partial sums: {partial}"
     assert result["grad_rel"] <= TOL, f"grad {result['worst_grad']}: {result['grad_rel']:.3g}"
     assert result["weight_rel"] <= TOL, f"{result['worst_param']}: {result['weight_rel']:.3g}"
 

@@ -55,6 +55,31 @@ def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, *, sequence_parallel: bool =
     parallelize_module(model, tp_mesh, root_plan)
     for block, plan in block_plans:
         parallelize_module(block, tp_mesh, plan)
+    if sequence_parallel:
+        norms = [model.norm] + [
+            m for b in model.layers.values() for m in (b.attention_norm, b.ffn_norm)
+        ]
+        for norm in norms:
+            norm.register_forward_pre_hook(_hook_grad_reduction)
+
+
+def _hook_grad_reduction(module: nn.Module, args: tuple) -> None:
+    # Registered at forward time, not at apply_tp time: `to_empty` / loading may replace the
+    # parameter objects after parallelization, and hooks live on the objects.
+    for param in module.parameters():
+        if param.requires_grad and not getattr(param, "_trainperf_reduces_grad", False):
+            param.register_post_accumulate_grad_hook(_reduce_grad_to_param_placements)
+            param._trainperf_reduces_grad = True
+
+
+def _reduce_grad_to_param_placements(param: nn.Parameter) -> None:
+    # Under sequence parallel a norm weight is Replicate but each rank only sees its slice of the
+    # sequence, so its gradient can come out Partial (a per-rank partial sum: torch 2.11 leaves it
+    # so, and then the optimizer steps each rank with its own partial gradient). Reduce it here,
+    # once, to the parameter's own placement; a no-op where torch already did.
+    grad = param.grad
+    if isinstance(grad, DTensor) and grad.placements != param.placements:
+        param.grad = grad.redistribute(grad.device_mesh, param.placements)
 
 
 def _check_plain_linears(module: nn.Module, plan: dict[str, ParallelStyle], prefix: str) -> None:
