@@ -58,6 +58,43 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("score", help="time to train of each run and the MLPerf score of a folder")
     p.add_argument("directory", type=Path)
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--csv", action="store_true", help="print CSV: one row per run, then the score")
+    p.add_argument("--ruleset", help="compliance / RCP ruleset (default: newest knowing it)")
+    p.add_argument(
+        "--write-scaling",
+        action="store_true",
+        help="write the RCP normalization factor to DIR/scaling.json (atomically)",
+    )
+
+    p = sub.add_parser(
+        "estimate", help="model FLOPs, tokens/s, MFU and days to train (NVIDIA recipe arithmetic)"
+    )
+    p.add_argument("--model", required=True, help="size registry name, e.g. llama3.1-405b")
+    p.add_argument("--seq", type=int, required=True, help="sequence length")
+    p.add_argument("--gbs", type=int, required=True, help="global batch size (sequences)")
+    p.add_argument("--step-time", type=float, required=True, help="seconds per optimizer step")
+    p.add_argument("--gpus", type=int, required=True, help="number of accelerators")
+    p.add_argument("--device", required=True, help="h100, h200, b200, mi300x, mi325x, mi355x")
+    p.add_argument("--dtype", default="bf16", help="bf16 or fp8 (the MFU denominator)")
+    p.add_argument("--tokens", type=float, help="tokens to train, for the days estimate")
+    p.add_argument(
+        "--formula",
+        default="nvidia-recipe",
+        help="nvidia-recipe (405B with the recipe's 16 query groups, as it publishes) or model",
+    )
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser("compare", help="a results folder's score beside published MLPerf results")
+    p.add_argument("directory", type=Path)
+    p.add_argument("--accelerator", required=True, help="e.g. h100, h200, b200, mi300x")
+    p.add_argument("--gpus", type=int, required=True, help="accelerators the runs used")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = sub.add_parser(
+        "check", help="official compliance, RCP and seed checks of a folder of result logs"
+    )
+    p.add_argument("directory", type=Path)
+    p.add_argument("--ruleset", help="ruleset (default: newest that knows the benchmark)")
     return parser
 
 
@@ -138,19 +175,120 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from trainperf.results.score import render_score, score_directory, score_to_dict
+    from trainperf.results.score import (
+        render_score,
+        score_directory,
+        score_to_csv,
+        score_to_dict,
+        write_scaling,
+    )
 
     if not args.directory.is_dir():
         raise ValueError(f"{args.directory} is not a folder; give the folder holding result_*.txt")
-    result = score_directory(args.directory)
-    if args.json:
+    _check_ruleset(args.ruleset)
+    result = score_directory(args.directory, ruleset=args.ruleset)
+    if args.write_scaling:
+        if result.rcp is None or not result.rcp.passed:
+            verdict = "none" if result.rcp is None else result.rcp.verdict
+            raise ValueError(f"RCP check {verdict}: no factor to write to scaling.json")
+        path = write_scaling(args.directory, result.rcp.normalization_factor)
+        console.print(f"wrote {path} (scaling_factor {result.rcp.normalization_factor!r})")
+    if args.csv:
+        score_to_csv(result, sys.stdout)
+    elif args.json:
         print(json.dumps(score_to_dict(result), indent=2))
     else:
         render_score(result, stdout)
     return 0 if result.score_minutes is not None else 1
 
 
-COMMANDS = {"list": cmd_list, "prepare": cmd_prepare, "run": cmd_run, "score": cmd_score}
+def _check_ruleset(ruleset: str | None) -> None:
+    from trainperf.mlperf.compliance import known_rulesets
+
+    if ruleset is not None and ruleset not in known_rulesets():
+        raise ValueError(f"unknown ruleset {ruleset!r}; known: {', '.join(known_rulesets())}")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from trainperf.results.check import check_directory
+
+    _check_ruleset(args.ruleset)
+    report = check_directory(args.directory, ruleset=args.ruleset)
+    for line in report.lines:
+        stdout.print(line, markup=False)
+    return 0 if report.passed else 1
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from trainperf.results.perf import (
+        estimate,
+        estimate_to_dict,
+        recipe_overrides,
+        render_estimate,
+    )
+
+    kwargs = dict(
+        model=args.model,
+        seq=args.seq,
+        gbs=args.gbs,
+        step_time=args.step_time,
+        gpus=args.gpus,
+        device=args.device,
+        dtype=args.dtype,
+        tokens=args.tokens,
+    )
+    overrides = recipe_overrides(args.model, args.formula)
+    result = estimate(**kwargs, model_overrides=overrides)
+    exact = estimate(**kwargs) if overrides else result
+    if args.json:
+        out = estimate_to_dict(result)
+        out["formula"] = args.formula
+        out["model_flops_per_sample_exact_model"] = exact.model_flops_per_sample
+        out["mfu_exact_model"] = exact.mfu
+        print(json.dumps(out, indent=2))
+        return 0
+    note = None
+    if overrides:
+        note = (
+            f"(NVIDIA recipe convention {overrides}; the model itself gives "
+            f"{exact.model_flops_per_sample:.3E} FLOPs/sample and MFU {exact.mfu:.2%}: "
+            "--formula model)"
+        )
+    render_estimate(result, stdout, note=note)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from trainperf.results.published import compare_directory, comparison_to_dict, render_compare
+
+    if not args.directory.is_dir():
+        raise ValueError(f"{args.directory} is not a folder; give the folder holding result_*.txt")
+    result, rows = compare_directory(args.directory, accelerator=args.accelerator, count=args.gpus)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "score_minutes": result.score_minutes,
+                    "benchmark": result.benchmark,
+                    "published": [comparison_to_dict(r) for r in rows],
+                },
+                indent=2,
+            )
+        )
+    else:
+        render_compare(rows, stdout, score_minutes=result.score_minutes)
+    return 0
+
+
+COMMANDS = {
+    "list": cmd_list,
+    "prepare": cmd_prepare,
+    "run": cmd_run,
+    "score": cmd_score,
+    "check": cmd_check,
+    "estimate": cmd_estimate,
+    "compare": cmd_compare,
+}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -158,3 +158,97 @@ def test_score_without_logs(tmp_path):
     assert proc.returncode == 2 and "no result_*.txt files" in proc.stderr
     proc = trainperf("score", str(tmp_path / "missing"))
     assert proc.returncode == 2 and "not a folder" in proc.stderr
+
+
+def test_check_separates_scale_from_structure(results):
+    proc = trainperf("check", str(results))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert out.count(": passed (compliance") == len(SEEDS)
+    assert "scale tiny: values that differ only because of scale" in out
+    assert "seeds: passed" in out
+    got = json.loads(trainperf("score", str(results), "--json", check=True).stdout)
+    assert all(r["compliance"]["structural_errors"] == [] for r in got["runs"])
+    assert all(r["compliance"]["scale"] == "tiny" for r in got["runs"])
+    assert any("RCP check not applicable" in n for n in got["notes"])
+
+
+def test_estimate_reproduces_the_nvidia_recipe():
+    args = [
+        "estimate",
+        "--model",
+        "llama3.1-405b",
+        "--seq",
+        "8192",
+        "--gbs",
+        "252",
+        "--gpus",
+        "576",
+        "--device",
+        "h100",
+        "--dtype",
+        "fp8",
+        "--tokens",
+        "1e12",
+        "--json",
+    ]
+    fast = json.loads(trainperf(*args, "--step-time", "11.24", check=True).stdout)
+    assert f"{fast['model_flops_per_sample']:.2E}" == "2.17E+16"
+    assert round(fast["mfu"] * 100, 2) == 42.71
+    slow = json.loads(trainperf(*args, "--step-time", "12.84", check=True).stdout)
+    assert round(slow["tokens_per_s"]) == 160778
+    assert round(slow["days"], 2) == 71.99
+    text = trainperf(*args[:-1], "--step-time", "11.24", check=True).stdout
+    assert "42.71%" in text and "--formula model" in text
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (
+            [
+                "estimate",
+                "--model",
+                "gpt9",
+                "--seq",
+                "1",
+                "--gbs",
+                "1",
+                "--step-time",
+                "1",
+                "--gpus",
+                "1",
+                "--device",
+                "h100",
+            ],
+            "unknown model 'gpt9'",
+        ),
+        (
+            [
+                "estimate",
+                "--model",
+                "llama3.1-8b",
+                "--seq",
+                "8192",
+                "--gbs",
+                "8",
+                "--step-time",
+                "-1",
+                "--gpus",
+                "8",
+                "--device",
+                "h100",
+            ],
+            "step_time must be a positive number",
+        ),
+        (["check", "/nonexistent/dir"], "not a folder"),
+        (["check", ".", "--ruleset", "9.9.9"], "unknown ruleset '9.9.9'"),
+        (["compare", "/nonexistent/dir", "--accelerator", "h100", "--gpus", "8"], "not a folder"),
+        (["score", ".", "--ruleset", "9.9.9"], "unknown ruleset '9.9.9'"),
+    ],
+)
+def test_results_commands_bad_input(args, fragment):
+    proc = trainperf(*args)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert fragment in proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout

@@ -3,6 +3,7 @@ and return its findings per MLLOG key, instead of re-implementing any of its rul
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass, field
@@ -31,10 +32,29 @@ class ComplianceReport:
     ruleset: str
     errors: list[Finding] = field(default_factory=list)
     warnings: list[Finding] = field(default_factory=list)
+    scale: str | None = None
+    """trainperf scale of the run (from config_<i>.json beside the log); None: not one of ours."""
+    scale_keys: tuple[str, ...] = ()
+    """MLLOG keys whose values depend on the scale (the benchmark's SCALE_DEPENDENT_KEYS)."""
 
     @property
     def passed(self) -> bool:
+        """The official checker's verdict."""
         return not self.errors
+
+    @property
+    def reduced_scale(self) -> bool:
+        return self.scale not in (None, "full")
+
+    @property
+    def structural_errors(self) -> list[Finding]:
+        """Errors that no scale explains: all of them, except scale-dependent values of a
+        reduced-scale run of ours."""
+        return self.split(self.scale_keys)[0] if self.reduced_scale else list(self.errors)
+
+    @property
+    def scale_errors(self) -> list[Finding]:
+        return self.split(self.scale_keys)[1] if self.reduced_scale else []
 
     def error_keys(self) -> set[str | None]:
         return {f.key for f in self.errors}
@@ -68,6 +88,11 @@ def check_log(path: Path, *, ruleset: str = "6.0.0", usage: str = "training") ->
     logging.disable(logging.CRITICAL)  # the checker reports through logging.warning
     try:
         checker.check_file(str(path), f"{usage}_{ruleset}/common.yaml")
+    except FileNotFoundError as exc:  # the ruleset has no YAML for the log's benchmark
+        raise ValueError(
+            f"ruleset {ruleset} has no rules for the benchmark of {path} ({exc.filename}); "
+            "pick a ruleset that knows it (rulesets_for(benchmark))"
+        ) from None
     finally:
         logging.disable(previous)
         mlp_compliance.enqueued_configs.clear()
@@ -78,4 +103,57 @@ def check_log(path: Path, *, ruleset: str = "6.0.0", usage: str = "training") ->
         report.errors.append(Finding(_key_of(msg), msg))
     for key, msg in checker.warnings.items():
         report.warnings.append(Finding(key, msg))
+    return report
+
+
+def rulesets_for(benchmark: str, *, usage: str = "training") -> list[str]:
+    """Compliance rulesets that know ``benchmark`` (per ``benchmark_meta``), oldest first."""
+    from mlperf_logging.benchmark_meta import _ALL_ALLOWED_BENCHMARKS
+
+    allowed = _ALL_ALLOWED_BENCHMARKS.get(usage, {})
+    choices = set(mlp_compliance.rule_choices())
+    found = [f"{v}.0" for v, names in allowed.items() if benchmark in names]
+    return sorted(
+        (r for r in found if r in choices), key=lambda v: tuple(int(x) for x in v.split("."))
+    )
+
+
+_ROUND_IN_PATH = re.compile(r"^training_results_v(\d+)\.(\d+)$")
+
+
+def choose_ruleset(benchmark: str | None, directory: Path | None = None) -> str | None:
+    """The ruleset to check ``benchmark`` against; None when no ruleset knows it.
+
+    A published folder (a path component ``training_results_vX.Y``) is checked against its own
+    round's rules when that round knows the benchmark; otherwise the newest ruleset that does.
+    """
+    if benchmark is None:
+        return None
+    known = rulesets_for(benchmark)
+    for part in Path(directory).resolve().parts if directory is not None else ():
+        if (m := _ROUND_IN_PATH.match(part)) and f"{m[1]}.{m[2]}.0" in known:
+            return f"{m[1]}.{m[2]}.0"
+    return known[-1] if known else None
+
+
+def run_identity(log: Path) -> tuple[str | None, str | None]:
+    """(benchmark, scale) of a trainperf run, from the ``config_<i>.json`` written beside
+    ``result_<i>.txt``; (None, None) for logs that are not ours."""
+    config = log.with_name(log.name.replace("result_", "config_", 1)).with_suffix(".json")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+        return data.get("benchmark"), data.get("scale")
+    except (OSError, ValueError, AttributeError):
+        return None, None
+
+
+def check_run_log(path: Path, *, ruleset: str) -> ComplianceReport:
+    """``check_log``, plus the run's scale so that a reduced-scale run of ours can be judged on
+    its structure (its scale-dependent values are listed apart, not ignored)."""
+    from trainperf.benchmarks import BENCHMARKS
+
+    report = check_log(path, ruleset=ruleset)
+    benchmark, report.scale = run_identity(Path(path))
+    module = BENCHMARKS.get(benchmark) if benchmark else None
+    report.scale_keys = tuple(getattr(module, "SCALE_DEPENDENT_KEYS", ()))
     return report

@@ -7,15 +7,21 @@ code that applies it is ``mlperf_logging/result_summarizer/result_summarizer.py`
 multiplies by the RCP ``scaling_factor`` from ``scaling.json`` exactly as it does. It only reads
 ``scaling.json``: writing it is the RCP checker's job.
 
-The official summarizer also drops a run whose log fails the compliance checker; that check lives
-in ``trainperf.mlperf.compliance``. Here a run counts when its run_stop status is "success".
+Like the official summarizer, a run whose log fails the compliance checker
+(``trainperf.mlperf.compliance``) counts as dropped, as does one whose run_stop status is not
+"success". The RCP check (``trainperf.mlperf.rcp``) gives the normalization factor: a folder's
+``scaling.json`` wins when present (the summarizer reads it; the package checker wrote it), else the
+factor of the RCP check is applied, which is what the package checker would have written.
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
+import os
 import re
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +30,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from trainperf.mlperf.compliance import ComplianceReport, check_run_log, choose_ruleset
+from trainperf.mlperf.rcp import RCPVerdict, check_rcp
 from trainperf.results.parse import RunSummary, summarize_run
 
 __all__ = [
@@ -34,7 +42,9 @@ __all__ = [
     "required_run_count",
     "score_directory",
     "score_runs",
+    "score_to_csv",
     "score_to_dict",
+    "write_scaling",
     "sort_naturally",
 ]
 
@@ -71,6 +81,13 @@ class ScoreResult:
     """How the score was computed, e.g. "olympic mean of 8 of 10 runs"."""
     provisional_reasons: list[str] = field(default_factory=list)
     """Short reasons for ``provisional``, e.g. "fewer than 3 runs"."""
+    ruleset: str | None = None
+    """Ruleset of the compliance and RCP checks (None when they were not run)."""
+    compliance: dict[str, ComplianceReport | str] = field(default_factory=dict)
+    """Per run file: the checker's report, or why it could not be checked."""
+    rcp: RCPVerdict | None = None
+    scaling_source: str = "none"
+    """Where ``scaling_factor`` came from: "scaling.json", "rcp" or "none"."""
 
 
 def required_run_count(benchmark: str | None) -> int | None:
@@ -97,9 +114,16 @@ def sort_naturally(paths: list[Path]) -> list[Path]:
 
 
 def score_runs(
-    runs: list[RunSummary], *, scaling_factor: float = 1.0, benchmark: str | None = None
+    runs: list[RunSummary],
+    *,
+    scaling_factor: float = 1.0,
+    benchmark: str | None = None,
+    dropped: dict[str, str] | None = None,
 ) -> ScoreResult:
-    """Score run summaries with the official olympic-mean rule, times ``scaling_factor``."""
+    """Score run summaries with the official olympic-mean rule, times ``scaling_factor``.
+
+    ``dropped`` maps run file names to the reason they do not count (e.g. failed compliance).
+    """
     if not (math.isfinite(scaling_factor) and scaling_factor > 0):
         raise ValueError(
             f"scaling_factor must be a positive finite number, got {scaling_factor!r}; "
@@ -117,7 +141,7 @@ def score_runs(
     )
     _check_consistency(result)
     _check_run_count(result)
-    _compute_score(result)
+    _compute_score(result, dropped or {})
     return result
 
 
@@ -182,13 +206,15 @@ def _check_run_count(result: ScoreResult) -> None:
         )
 
 
-def _compute_score(result: ScoreResult) -> None:
+def _compute_score(result: ScoreResult, dropped: dict[str, str]) -> None:
     runs = result.runs
-    times = sorted(m for r in runs if _counts(r) and (m := r.time_to_train_minutes) is not None)
-    failed = [r for r in runs if not _counts(r)]
+    ok = [r for r in runs if _counts(r) and _name(r) not in dropped]
+    times = sorted(m for r in ok if (m := r.time_to_train_minutes) is not None)
+    failed = [r for r in runs if r not in ok]
     if failed:
         result.notes.append(
-            "not converged: " + ", ".join(f"{_name(r)} ({_failure(r)})" for r in failed)
+            "dropped: "
+            + ", ".join(f"{_name(r)} ({dropped.get(_name(r)) or _failure(r)})" for r in failed)
         )
     if not runs:
         result.valid = False
@@ -197,8 +223,8 @@ def _compute_score(result: ScoreResult) -> None:
     if len(failed) > MAX_DROPPED_RUNS:
         result.valid = False
         result.notes.append(
-            f"invalid: {len(failed)} of {len(runs)} runs did not converge and at most "
-            f"{MAX_DROPPED_RUNS} may; rerun until no more than {MAX_DROPPED_RUNS} fails"
+            f"invalid: {len(failed)} of {len(runs)} runs did not converge or were dropped and "
+            f"at most {MAX_DROPPED_RUNS} may; rerun until no more than {MAX_DROPPED_RUNS} fails"
         )
         return
     if not times:
@@ -259,8 +285,14 @@ def read_scaling_factor(directory: Path) -> tuple[float, str | None]:
     return float(factor), None
 
 
-def score_directory(path: Path) -> ScoreResult:
-    """Score every ``result_*.txt`` in ``path`` (natural order), using its ``scaling.json``."""
+def score_directory(
+    path: Path, *, ruleset: str | None = None, compliance: bool = True, rcp: bool = True
+) -> ScoreResult:
+    """Score every ``result_*.txt`` in ``path`` (natural order) the official way.
+
+    ``ruleset`` (default: ``choose_ruleset``) selects the compliance and RCP rules;
+    ``compliance=False`` / ``rcp=False`` skip those checks (e.g. for hand-made logs).
+    """
     directory = Path(path)
     if not directory.is_dir():
         raise ValueError(
@@ -273,17 +305,120 @@ def score_directory(path: Path) -> ScoreResult:
             f"no result_*.txt files in {directory}; point trainperf score at a folder written "
             "by trainperf run --results DIR"
         )
+    runs = [summarize_run(f) for f in files]
+    names = {r.benchmark for r in runs if r.benchmark is not None}
+    benchmark = next(iter(names)) if len(names) == 1 else None
+    ruleset = ruleset or choose_ruleset(benchmark, directory)
+    reports = _check_compliance(files, ruleset) if compliance else {}
+    dropped = {n: _compliance_reason(r) for n, r in reports.items() if _failed(r)}
+    reduced = sorted(
+        {r.scale for r in reports.values() if isinstance(r, ComplianceReport) and r.reduced_scale}
+    )
+    verdict = _check_rcp(runs, benchmark, ruleset) if rcp and not reduced else None
     factor, problem = read_scaling_factor(directory)
-    result = score_runs([summarize_run(f) for f in files], scaling_factor=factor)
-    result.directory = directory
+    source = "scaling.json" if (directory / "scaling.json").exists() else "none"
+    if source == "none" and verdict is not None and verdict.passed:
+        factor, source = verdict.normalization_factor, "rcp"
+    result = score_runs(runs, scaling_factor=factor, dropped=dropped)
+    result.directory, result.ruleset, result.compliance = directory, ruleset, reports
+    result.rcp, result.scaling_source = verdict, source
+    if reduced:
+        result.notes.append(
+            f"scale {', '.join(reduced)}: RCP check not applicable (the RCPs are full-scale "
+            "samples to converge); compliance judged on structure, scale-dependent values listed"
+        )
+    if verdict is not None and verdict.verdict in ("fail", "missing RCP"):
+        result.notes.append(f"RCP check {verdict.verdict}: {verdict.message}")
     if problem is not None:
         result.valid = False
         result.score_minutes = None
         result.notes.append(
             f"{problem}; the official score is multiplied by this factor, so there is no score "
-            "until scaling.json is fixed or regenerated by python -m mlperf_logging.rcp_checker"
+            "until scaling.json is fixed or rewritten with trainperf score --write-scaling"
         )
     return result
+
+
+def _check_compliance(files: list[Path], ruleset: str | None) -> dict[str, ComplianceReport | str]:
+    if ruleset is None:
+        return {f.name: "not checked: no ruleset knows the logs' benchmark" for f in files}
+    reports: dict[str, ComplianceReport | str] = {}
+    for f in files:
+        try:
+            reports[f.name] = check_run_log(f, ruleset=ruleset)
+        except ValueError as exc:
+            reports[f.name] = f"not checked: {exc}"
+        except Exception as exc:  # the official checker raising on a garbled log
+            reports[f.name] = f"checker crashed: {type(exc).__name__}: {exc}"
+    return reports
+
+
+def _failed(report: ComplianceReport | str) -> bool:
+    # A reduced-scale run of ours counts when only its scale-dependent values differ.
+    return (
+        isinstance(report, ComplianceReport)
+        and bool(report.structural_errors)
+        or (isinstance(report, str) and report.startswith("checker crashed"))
+    )
+
+
+def _compliance_reason(report: ComplianceReport | str) -> str:
+    if isinstance(report, str):
+        return report
+    errors = report.structural_errors
+    first = errors[0].message
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"fails compliance {report.ruleset}: {first}{more}"
+
+
+def _check_rcp(runs: list[RunSummary], benchmark: str | None, ruleset: str | None) -> RCPVerdict:
+    batches = {r.global_batch_size for r in runs}
+    if benchmark is None or ruleset is None or len(batches) != 1 or None in batches:
+        return RCPVerdict("not-applicable", "one benchmark and one global_batch_size needed")
+    samples = [r.samples_to_converge if r.converged else None for r in runs]
+    return check_rcp(benchmark=benchmark, ruleset=ruleset, gbs=batches.pop(), samples=samples)
+
+
+def write_scaling(directory: Path, factor: float) -> Path:
+    """Write ``{"scaling_factor": factor}`` to ``directory/scaling.json`` atomically."""
+    assert math.isfinite(factor) and factor > 0, factor
+    target = Path(directory) / "scaling.json"
+    fd, tmp = tempfile.mkstemp(prefix=".scaling.", suffix=".json", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"scaling_factor": factor}))
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def _compliance_dict(report: ComplianceReport | str | None) -> dict[str, Any] | None:
+    if report is None:
+        return None
+    if isinstance(report, str):
+        return {"passed": None, "ruleset": None, "errors": [report], "warnings": []}
+    return {
+        "passed": report.passed,
+        "ruleset": report.ruleset,
+        "scale": report.scale,
+        "structural_errors": [f.message for f in report.structural_errors],
+        "scale_errors": [f.message for f in report.scale_errors],
+        "warnings": [f.message for f in report.warnings],
+    }
+
+
+def _compliance_word(report: ComplianceReport | str | None) -> str:
+    if report is None:
+        return "-"
+    if isinstance(report, str):
+        return "not checked"
+    if report.passed:
+        return "passed"
+    if not report.structural_errors:
+        return f"passed at scale {report.scale}"
+    return "failed"
 
 
 def score_to_dict(result: ScoreResult) -> dict[str, Any]:
@@ -297,6 +432,9 @@ def score_to_dict(result: ScoreResult) -> dict[str, Any]:
         "valid": result.valid,
         "method": result.method,
         "scaling_factor": result.scaling_factor,
+        "scaling_source": result.scaling_source,
+        "ruleset": result.ruleset,
+        "rcp": None if result.rcp is None else result.rcp.to_dict(),
         "notes": list(result.notes),
         "runs": [
             {
@@ -309,10 +447,65 @@ def score_to_dict(result: ScoreResult) -> dict[str, Any]:
                 "seed": run.seed,
                 "global_batch_size": run.global_batch_size,
                 "problems": list(run.problems),
+                "compliance": _compliance_dict(result.compliance.get(_name(run))),
             }
             for run in result.runs
         ],
     }
+
+
+CSV_COLUMNS = (
+    "file",
+    "status",
+    "converged",
+    "compliance",
+    "minutes",
+    "samples_to_converge",
+    "final_eval",
+    "seed",
+    "scaling_factor",
+    "rcp",
+)
+
+
+def score_to_csv(result: ScoreResult, stream: Any) -> None:
+    """One CSV row per run, then a row whose file is "score"."""
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for run in result.runs:
+        writer.writerow(
+            [
+                _name(run),
+                run.status or "",
+                run.converged,
+                _compliance_word(result.compliance.get(_name(run))),
+                _csv(run.time_to_train_minutes),
+                _csv(run.samples_to_converge),
+                _csv(run.final_eval),
+                _csv(run.seed),
+                "",
+                "",
+            ]
+        )
+    rcp = "" if result.rcp is None else result.rcp.verdict
+    writer.writerow(
+        [
+            "score",
+            "valid" if result.valid else "invalid",
+            "",
+            "",
+            _csv(result.score_minutes),
+            "",
+            "",
+            "",
+            result.scaling_factor,
+            rcp,
+        ]
+    )
+
+
+def _csv(value: object) -> str:
+    return "" if value is None else str(value)
 
 
 def render_score(result: ScoreResult, console: Console) -> None:
@@ -321,6 +514,7 @@ def render_score(result: ScoreResult, console: Console) -> None:
     table = Table(title=title)
     for name in ("file", "status", "minutes", "samples to converge", "final eval"):
         table.add_column(name, justify="left" if name in ("file", "status") else "right")
+    table.add_column("compliance")
     for run in result.runs:
         status = run.status or ("no run_stop" if run.run_stop_ms is None else "?")
         style = "green" if run.converged else "red"
@@ -330,8 +524,11 @@ def render_score(result: ScoreResult, console: Console) -> None:
             _fmt(run.time_to_train_minutes, ".3f"),
             _fmt(run.samples_to_converge, "d"),
             _fmt(run.final_eval, ".4f"),
+            _compliance_word(result.compliance.get(_name(run))),
         )
     console.print(table)
+    if result.rcp is not None:
+        console.print(f"  RCP ({result.ruleset}): {escape(_rcp_line(result.rcp))}")
     for note in result.notes:
         console.print(f"  - {escape(note)}")
     label = "Score"
@@ -343,6 +540,16 @@ def render_score(result: ScoreResult, console: Console) -> None:
     console.print(
         f"[bold]{escape(label)}: {result.score_minutes:.3f} min[/bold] ({escape(result.method)})"
     )
+
+
+def _rcp_line(v: RCPVerdict) -> str:
+    line = f"{v.verdict}: {v.message}"
+    if v.rcp_mean is not None and v.min_acceptable_mean is not None:
+        line += (
+            f"; RCP mean {v.rcp_mean:.2f}, min acceptable mean {v.min_acceptable_mean:.2f}, "
+            f"submission mean {v.submission_mean:.2f}, factor {v.normalization_factor:.6g}"
+        )
+    return line
 
 
 def _fmt(value: float | int | None, spec: str) -> str:

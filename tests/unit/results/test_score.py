@@ -21,6 +21,13 @@ from trainperf.results.score import (
 )
 
 T0 = 1_700_000_000_000  # ms since epoch
+
+
+def score_plain(path: Path) -> Any:
+    """Hand-made logs are not full MLPerf logs: score them without compliance or RCP checks."""
+    return score_directory(path, compliance=False, rcp=False)
+
+
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "mlperf_results"
 
 
@@ -70,7 +77,7 @@ def write_folder(folder: Path, minutes: list[float | None], **kwargs: Any) -> Pa
 
 
 def test_olympic_mean_of_five_runs(tmp_path: Path) -> None:
-    result = score_directory(write_folder(tmp_path, [30.0, 20.0, 25.0, 40.0, 26.0]))
+    result = score_plain(write_folder(tmp_path, [30.0, 20.0, 25.0, 40.0, 26.0]))
     assert result.score_minutes == pytest.approx((25.0 + 26.0 + 30.0) / 3)
     assert result.valid
     assert result.method == "olympic mean of 3 of 5 runs"
@@ -80,7 +87,7 @@ def test_olympic_mean_of_five_runs(tmp_path: Path) -> None:
 
 def test_ten_runs_are_not_provisional(tmp_path: Path) -> None:
     minutes = [20.0 + i for i in range(10)]
-    result = score_directory(write_folder(tmp_path, minutes))
+    result = score_plain(write_folder(tmp_path, minutes))
     assert not result.provisional and result.valid
     assert result.score_minutes == pytest.approx(sum(minutes[1:-1]) / 8)
 
@@ -88,7 +95,7 @@ def test_ten_runs_are_not_provisional(tmp_path: Path) -> None:
 def test_one_failed_run_stands_for_the_slowest(tmp_path: Path) -> None:
     folder = write_folder(tmp_path, [30.0, 20.0, 25.0, 40.0])
     write_run(folder / "result_4.txt", 10.0, status="aborted")
-    result = score_directory(folder)
+    result = score_plain(folder)
     # Converged: 20 25 30 40; drop the fastest only: the aborted run is the dropped slowest.
     assert result.score_minutes == pytest.approx((25.0 + 30.0 + 40.0) / 3)
     assert result.valid
@@ -96,7 +103,7 @@ def test_one_failed_run_stands_for_the_slowest(tmp_path: Path) -> None:
 
 
 def test_missing_run_stop_counts_as_failed(tmp_path: Path) -> None:
-    result = score_directory(write_folder(tmp_path, [30.0, 20.0, None, 25.0]))
+    result = score_plain(write_folder(tmp_path, [30.0, 20.0, None, 25.0]))
     assert result.score_minutes == pytest.approx((25.0 + 30.0) / 2)
     run = result.runs[2]
     assert not run.converged and any("no run_stop" in p for p in run.problems)
@@ -105,13 +112,13 @@ def test_missing_run_stop_counts_as_failed(tmp_path: Path) -> None:
 def test_two_failed_runs_are_invalid(tmp_path: Path) -> None:
     folder = write_folder(tmp_path, [30.0, 20.0, 25.0, None])
     write_run(folder / "result_4.txt", 10.0, status="aborted")
-    result = score_directory(folder)
+    result = score_plain(folder)
     assert result.score_minutes is None and not result.valid
     assert any("2 of 5 runs did not converge" in n for n in result.notes)
 
 
 def test_two_runs_give_a_provisional_plain_mean(tmp_path: Path) -> None:
-    result = score_directory(write_folder(tmp_path, [30.0, 20.0]))
+    result = score_plain(write_folder(tmp_path, [30.0, 20.0]))
     assert result.score_minutes == pytest.approx(25.0)
     assert result.provisional and "fewer than 3 runs" in result.provisional_reasons
     text = _render(result)
@@ -119,7 +126,7 @@ def test_two_runs_give_a_provisional_plain_mean(tmp_path: Path) -> None:
 
 
 def test_three_runs_of_405b_are_complete(tmp_path: Path) -> None:
-    result = score_directory(write_folder(tmp_path, [30.0, 20.0, 25.0], benchmark="llama31_405b"))
+    result = score_plain(write_folder(tmp_path, [30.0, 20.0, 25.0], benchmark="llama31_405b"))
     assert result.score_minutes == pytest.approx(25.0) and not result.provisional
 
 
@@ -128,7 +135,7 @@ def test_scaling_json_is_applied_and_left_alone(tmp_path: Path) -> None:
     scaling = folder / "scaling.json"
     scaling.write_text('{"scaling_factor": 1.1}')
     before = (scaling.read_bytes(), os.stat(scaling).st_mtime_ns)
-    result = score_directory(folder)
+    result = score_plain(folder)
     assert result.scaling_factor == 1.1
     assert result.score_minutes == pytest.approx(25.0 * 1.1)
     assert (scaling.read_bytes(), os.stat(scaling).st_mtime_ns) == before
@@ -153,7 +160,7 @@ def test_scaling_json_is_applied_and_left_alone(tmp_path: Path) -> None:
 def test_bad_scaling_json_is_reported(tmp_path: Path, content: str) -> None:
     folder = write_folder(tmp_path, [30.0, 20.0, 25.0])
     (folder / "scaling.json").write_text(content)
-    result = score_directory(folder)
+    result = score_plain(folder)
     assert result.score_minutes is None and not result.valid
     assert any("scaling.json" in n for n in result.notes)
     assert (folder / "scaling.json").read_text() == content
@@ -162,23 +169,23 @@ def test_bad_scaling_json_is_reported(tmp_path: Path, content: str) -> None:
 
 def test_no_scaling_json_is_not_created(tmp_path: Path) -> None:
     folder = write_folder(tmp_path, [30.0, 20.0, 25.0])
-    assert score_directory(folder).scaling_factor == 1.0
+    assert score_plain(folder).scaling_factor == 1.0
     assert not (folder / "scaling.json").exists()
 
 
 def test_empty_directory_raises(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("hello")
     with pytest.raises(ValueError, match="no result_\\*.txt files in .*trainperf run --results"):
-        score_directory(tmp_path)
+        score_plain(tmp_path)
     with pytest.raises(ValueError, match="not a directory"):
-        score_directory(tmp_path / "absent")
+        score_plain(tmp_path / "absent")
 
 
 def test_natural_sort_order(tmp_path: Path) -> None:
     folder = tmp_path
     for i in (10, 2, 1, 11, 3):
         write_run(folder / f"result_{i}.txt", 20.0 + i)
-    names = [run.path.name for run in score_directory(folder).runs]
+    names = [run.path.name for run in score_plain(folder).runs]
     assert names == [
         "result_1.txt",
         "result_2.txt",
@@ -195,14 +202,14 @@ def test_natural_sort_order(tmp_path: Path) -> None:
 def test_mixed_benchmarks_and_batch_sizes_are_invalid(tmp_path: Path) -> None:
     folder = write_folder(tmp_path, [30.0, 20.0, 25.0])
     write_run(folder / "result_3.txt", 22.0, benchmark="llama31_8b", batch=16)
-    result = score_directory(folder)
+    result = score_plain(folder)
     assert not result.valid and result.score_minutes is None
     assert any("different benchmarks" in n for n in result.notes)
     assert any("global_batch_size (8, 16)" in n for n in result.notes)
 
 
 def test_score_to_dict_is_json_ready(tmp_path: Path) -> None:
-    result = score_directory(write_folder(tmp_path, [30.0, 20.0, 25.0]))
+    result = score_plain(write_folder(tmp_path, [30.0, 20.0, 25.0]))
     data = json.loads(json.dumps(score_to_dict(result)))
     for key in ("score_minutes", "provisional", "valid", "scaling_factor", "benchmark", "notes"):
         assert key in data
@@ -227,7 +234,7 @@ def test_required_run_counts() -> None:
 
 
 def test_render_lists_runs(tmp_path: Path) -> None:
-    result = score_directory(write_folder(tmp_path, [20.0 + i for i in range(10)]))
+    result = score_plain(write_folder(tmp_path, [20.0 + i for i in range(10)]))
     text = _render(result)
     assert "result_9.txt" in text and "success" in text
     assert "Score: 24.500 min (olympic mean of 8 of 10 runs)" in text
