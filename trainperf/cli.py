@@ -56,8 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
 
     p = sub.add_parser("score", help="time to train of each run and the MLPerf score of a folder")
-    p.add_argument("directory", type=Path)
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("directories", type=Path, nargs="+", metavar="DIR")
+    p.add_argument("--json", action="store_true", help="one JSON object (a list for several DIRs)")
     p.add_argument("--csv", action="store_true", help="print CSV: one row per run, then the score")
     p.add_argument("--ruleset", help="compliance / RCP ruleset (default: newest knowing it)")
     p.add_argument(
@@ -183,23 +183,28 @@ def cmd_score(args: argparse.Namespace) -> int:
         write_scaling,
     )
 
-    if not args.directory.is_dir():
-        raise ValueError(f"{args.directory} is not a folder; give the folder holding result_*.txt")
     _check_ruleset(args.ruleset)
-    result = score_directory(args.directory, ruleset=args.ruleset)
-    if args.write_scaling:
-        if result.rcp is None or not result.rcp.passed:
-            verdict = "none" if result.rcp is None else result.rcp.verdict
-            raise ValueError(f"RCP check {verdict}: no factor to write to scaling.json")
-        path = write_scaling(args.directory, result.rcp.normalization_factor)
-        console.print(f"wrote {path} (scaling_factor {result.rcp.normalization_factor!r})")
-    if args.csv:
-        score_to_csv(result, sys.stdout)
-    elif args.json:
-        print(json.dumps(score_to_dict(result), indent=2))
-    else:
-        render_score(result, stdout)
-    return 0 if result.score_minutes is not None else 1
+    for directory in args.directories:
+        if not directory.is_dir():
+            raise ValueError(f"{directory} is not a folder; give the folder holding result_*.txt")
+    results, rc = [], 0
+    for directory in args.directories:
+        result = score_directory(directory, ruleset=args.ruleset)
+        if args.write_scaling:
+            if result.rcp is None or not result.rcp.passed:
+                verdict = "none" if result.rcp is None else result.rcp.verdict
+                raise ValueError(f"{directory}: RCP check {verdict}: no factor for scaling.json")
+            path = write_scaling(directory, result.rcp.normalization_factor)
+            console.print(f"wrote {path} (scaling_factor {result.rcp.normalization_factor!r})")
+        if args.csv:
+            score_to_csv(result, sys.stdout)
+        elif not args.json:
+            render_score(result, stdout)
+        results.append(score_to_dict(result))
+        rc |= result.score_minutes is None
+    if args.json:
+        print(json.dumps(results[0] if len(results) == 1 else results, indent=2))
+    return int(rc)
 
 
 def _check_ruleset(ruleset: str | None) -> None:

@@ -252,3 +252,11 @@ def test_results_commands_bad_input(args, fragment):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_score_several_folders(results):
+    got = json.loads(trainperf("score", str(results), str(results), "--json", check=True).stdout)
+    assert isinstance(got, list) and len(got) == 2
+    assert got[0]["score_minutes"] == got[1]["score_minutes"] is not None
+    csv_out = trainperf("score", str(results), "--csv", check=True).stdout
+    assert csv_out.count("result_") == len(SEEDS)
