@@ -56,9 +56,6 @@ class ComplianceReport:
     def scale_errors(self) -> list[Finding]:
         return self.split(self.scale_keys)[1] if self.reduced_scale else []
 
-    def error_keys(self) -> set[str | None]:
-        return {f.key for f in self.errors}
-
     def split(self, scale_dependent: tuple[str, ...]) -> tuple[list[Finding], list[Finding]]:
         """(structural errors, errors only about values that depend on the run's scale)."""
         scale = [f for f in self.errors if f.key in scale_dependent]

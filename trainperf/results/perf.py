@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from trainperf.benchmarks import llama31_8b
 from trainperf.models.llama import LLAMA_CONFIGS, get_llama_config, model_flops_per_token_nvidia
 
 __all__ = [
@@ -192,7 +193,7 @@ EVAL_CADENCES: dict[str, EvalCadence] = {
     # Every 384 sequences, skip FLOOR(0.125*GBS+2); 173 validation examples.
     "llama2_70b_lora": EvalCadence(384, 173, skip_slope=0.125, skip_offset=2),
     # Every 12288 sequences, no skipping; the first 1024 validation sequences.
-    "llama31_8b": EvalCadence(12288, 1024),
+    "llama31_8b": EvalCadence(llama31_8b.EVALUATION_FREQUENCY, llama31_8b.EVAL_SAMPLES),
     # Every 18432 sequences (v5.1+), skip FLOOR(0.0026*GBS+12); 5760 validation sequences.
     "llama31_405b": EvalCadence(
         18432, 5760, skip_slope=0.0026, skip_offset=12, first_eval_at_skip=True
