@@ -38,9 +38,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="benchmarks, their scales, targets and data status")
 
-    p = sub.add_parser("prepare", help="get or build and verify a benchmark's data")
+    p = sub.add_parser(
+        "prepare",
+        help="get or build and verify a benchmark's data (and base model)",
+        description="Make a benchmark's data ready. Reduced scales build theirs offline. "
+        "llama2_70b_lora at full scale downloads GovReport and Llama-2-70B through the Hugging "
+        "Face Hub into DATA_DIR/scrolls_gov_report_8k and DATA_DIR/model (set HF_TOKEN; reruns "
+        "resume) and verifies them.",
+    )
     p.add_argument("benchmark", nargs="?", default=DEFAULT_BENCHMARK)
     _add_bench_args(p)
+    p.add_argument("--verify", action="store_true", help="only verify what is there")
+    p.add_argument("--skip-model", action="store_true", help="data only, no base model")
 
     p = sub.add_parser(
         "run",
@@ -54,6 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="run seed (default: a fresh random seed, logged)")
     p.add_argument("--results", help="results folder (default ./results/<benchmark>)")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="processes (GPUs) on this machine: >1 starts torchrun, FSDP over them (default 1)",
+    )
 
     p = sub.add_parser("score", help="time to train of each run and the MLPerf score of a folder")
     p.add_argument("directories", type=Path, nargs="+", metavar="DIR")
@@ -147,22 +162,123 @@ def cmd_prepare(args: argparse.Namespace) -> int:
     cfg = get_default_config(args.benchmark, args.scale)
     if args.data_dir:
         cfg = apply_overrides(cfg, [f"data.data_dir={args.data_dir}"])
+    if cfg.data.source == "govreport":
+        return _prepare_govreport(cfg, verify_only=args.verify, skip_model=args.skip_model)
     paths = prepare_data(cfg, progress=True)
+    if paths.model_dir is not None and not args.skip_model:
+        from trainperf.train.base_model import prepare_base_model
+
+        prepare_base_model(cfg, paths, progress=True)
     stdout.print(f"{cfg.benchmark} {cfg.scale}: data ready in {paths.root}")
     return 0
 
 
+def _prepare_govreport(cfg: Config, *, verify_only: bool, skip_model: bool) -> int:
+    from trainperf.benchmarks import get_benchmark
+    from trainperf.data import govreport
+    from trainperf.data.prepare import GOVREPORT_DIRNAME, data_dir
+
+    bench = get_benchmark(cfg.benchmark)
+    root = data_dir(cfg)
+    dataset, model = root / GOVREPORT_DIRNAME, root / "model"
+    if not verify_only:
+        from trainperf.data.hub import download_govreport, download_model
+
+        download_govreport(dataset)
+        if not skip_model:
+            download_model(model)
+    lines = govreport.verify_dataset(
+        dataset,
+        train_samples=bench.TRAIN_SAMPLES,
+        eval_samples=bench.EVAL_SAMPLES,
+        max_seq_len=bench.MAX_SEQUENCE_LENGTH,
+    )
+    for line in lines:
+        stdout.print(line, markup=False)
+    if not skip_model:
+        _verify_base_model(cfg, model)
+    stdout.print(f"{cfg.benchmark}: data ready in {root}")
+    return 0
+
+
+def _verify_base_model(cfg: Config, folder: Path) -> None:
+    from trainperf.models.hf_adapter import check_config_matches, config_from_hf, read_weight_map
+    from trainperf.models.llama import get_llama_config
+
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"no base model in {folder} (missing config.json); rerun prepare")
+    weights = read_weight_map(folder)
+    fused = any(".self_attn.qkv_proj." in name for name in weights)
+    theirs = config_from_hf(json.loads(config_file.read_text()), fused_qkv=fused)
+    ours = get_llama_config(cfg.model.flavor, max_seq_len=theirs.max_seq_len)
+    check_config_matches(ours, theirs)
+    missing = sorted({f for f in weights.values() if not (folder / f).is_file()})
+    if missing:
+        raise ValueError(f"base model in {folder} lacks {missing[0]}; rerun prepare to resume")
+    stdout.print(
+        f"base model {folder}: {len(weights)} tensors, {'fused' if fused else 'q/k/v'} QKV"
+    )
+
+
+def _relaunch_with_torchrun(argv: list[str], nproc: int) -> int:
+    """Start ``nproc`` copies of this command on this machine through torchrun."""
+    from torch.distributed.run import main as torchrun_main
+
+    rest, skip = [], False
+    for item in argv:
+        if skip or item.startswith("--nproc="):
+            skip = False
+            continue
+        skip = item == "--nproc"
+        if not skip:
+            rest.append(item)
+    console.print(f"starting {nproc} processes with torchrun (FSDP over {nproc} ranks)")
+    try:
+        torchrun_main(["--standalone", f"--nproc-per-node={nproc}", "-m", "trainperf", *rest])
+    except Exception:  # torchrun's ChildFailedError; the ranks printed their errors or status
+        console.print("the run did not succeed on every rank (see the lines above)")
+        return 1
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from trainperf.data.prepare import prepare_data
+    from trainperf.train.distributed import (
+        barrier,
+        init_distributed,
+        launched_by_torchrun,
+        local_device,
+        shutdown,
+    )
     from trainperf.train.trainer import run_benchmark
 
     cfg = resolve_run_config(args)
-    paths = prepare_data(cfg, progress=not args.no_progress)
-    console.print(
-        f"[bold]{cfg.benchmark}[/] scale [bold]{cfg.scale}[/]: target eval <= "
-        f"{cfg.train.target:g}, GBS {cfg.train.global_batch_size}, seq {cfg.train.seq_len}"
-    )
-    result = run_benchmark(cfg, paths, console=console, show_progress=not args.no_progress)
+    if args.nproc < 1:
+        raise ValueError(f"--nproc({args.nproc}) must be >= 1")
+    torchrun = launched_by_torchrun()
+    if args.nproc > 1 and not torchrun:
+        _prepare_run(cfg, progress=not args.no_progress)
+        return _relaunch_with_torchrun(sys.argv[1:], args.nproc)
+    env = init_distributed(local_device(cfg.train.device))
+    try:
+        if env.is_main:
+            paths = _prepare_run(cfg, progress=not args.no_progress)
+        barrier(env)
+        if not env.is_main:
+            paths = _prepare_run(cfg, progress=False)
+        if env.is_main:
+            console.print(
+                f"[bold]{cfg.benchmark}[/] scale [bold]{cfg.scale}[/]: target eval <= "
+                f"{cfg.train.target:g}, GBS {cfg.train.global_batch_size}, seq "
+                f"{cfg.train.seq_len}" + (f", {env.world_size} ranks" if env.enabled else "")
+            )
+        result = run_benchmark(
+            cfg, paths, console=console, show_progress=not args.no_progress, env=env
+        )
+    finally:
+        shutdown(env)
+    if not env.is_main:
+        return 0 if result.status == "success" else 1
     minutes = None if result.time_to_train_s is None else result.time_to_train_s / 60
     line = (
         f"{result.status}: time to train {minutes:.3f} min, samples to converge {result.samples}"
@@ -171,7 +287,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     stdout.print(line)
     stdout.print(f"log: {result.log_path}  config: {result.config_path}  seed: {result.seed}")
+    if result.peak_memory_gib is not None:
+        stdout.print(f"peak GPU memory {result.peak_memory_gib:.2f} GiB (rank 0)")
     return 0 if result.status == "success" else 1
+
+
+def _prepare_run(cfg: Config, *, progress: bool):
+    """Data (and a reduced scale's base model) ready before a run; returns the paths."""
+    from trainperf.data.prepare import prepare_data
+
+    paths = prepare_data(cfg, progress=progress)
+    if cfg.data.source == "builtin" and paths.model_dir is not None and not cfg.model.checkpoint:
+        from trainperf.train.base_model import prepare_base_model
+
+        prepare_base_model(cfg, paths, progress=progress)
+    return paths
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -298,7 +428,13 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # `run` takes section.key=value overrides after its options too (argparse alone would not)
+    args, unknown = parser.parse_known_args(argv)
+    if args.command == "run":
+        args.items += [u for u in unknown if "=" in u and not u.startswith("-")]
+        unknown = [u for u in unknown if u not in args.items]
+    if unknown:
+        parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     if args.command is None:
         parser.print_help()
         return 0

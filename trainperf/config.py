@@ -23,12 +23,29 @@ class ModelConfig:
     n_layers: int | None = None
     """Override the flavor's layer count (proxy configurations); None keeps the flavor's."""
     checkpoint: str | None = None
-    """HF-format checkpoint to start from (a folder or a hub id); None initialises randomly.
-    Its config.json must match the flavor (checked tensor by tensor before anything is copied)."""
+    """HF-format checkpoint to start from (a folder or a hub id); 'random' initialises randomly;
+    None takes the benchmark's default (llama31_8b: random; llama2_70b_lora: the base model that
+    ``trainperf prepare`` put beside the data). Its config.json must match the flavor (checked
+    tensor by tensor before anything is copied)."""
+    lora_rank: int = 0
+    """LoRA adapter rank; 0 trains every parameter (pretraining), > 0 freezes the base model and
+    trains adapters only (MLLOG lora_rank; MLPerf llama2_70b_lora: 16)."""
+    lora_alpha: float = 32.0
+    """LoRA scale numerator: adapters are scaled by lora_alpha / lora_rank (MLLOG lora_alpha)."""
+    lora_dropout: float = 0.1
+    """Dropout on the adapters' input."""
+    lora_targets: str = "wqkv,wo"
+    """Comma-separated Linear names that get adapters (fused QKV and attention output)."""
 
     def __post_init__(self) -> None:
         if self.n_layers is not None and self.n_layers < 1:
             raise ValueError(f"model.n_layers({self.n_layers}) must be >= 1")
+        if self.lora_rank < 0:
+            raise ValueError(f"model.lora_rank({self.lora_rank}) must be >= 0 (0 = no LoRA)")
+        if self.lora_rank and not 0.0 <= self.lora_dropout < 1.0:
+            raise ValueError(f"model.lora_dropout({self.lora_dropout}) must be in [0, 1)")
+        if self.lora_rank and self.lora_alpha <= 0:
+            raise ValueError(f"model.lora_alpha({self.lora_alpha}) must be > 0")
 
 
 @dataclass
@@ -64,6 +81,9 @@ class TrainConfig:
     """Validation sequences per evaluation: the first ones of the validation split."""
     eval_batch_size: int = 8
     """Sequences per forward pass during evaluation (no effect on the value)."""
+    eval_skip: int | None = None
+    """Evaluations skipped at the start of training (they are not run or logged); None takes the
+    benchmark's rule (llama2_70b_lora: floor(0.125 * GBS + 2); llama31_8b: none)."""
     target: float = 3.3
     """Quality target: stop with status 'success' at the first eval_accuracy <= target."""
     seed: int | None = None
@@ -85,6 +105,8 @@ class TrainConfig:
             eval_batch_size=self.eval_batch_size,
             lr=self.lr,
         )
+        if self.eval_skip is not None and self.eval_skip < 0:
+            raise ValueError(f"train.eval_skip({self.eval_skip}) must be >= 0")
         if self.global_batch_size % self.micro_batch_size:
             raise ValueError(
                 f"train.micro_batch_size({self.micro_batch_size}) must divide "
@@ -117,11 +139,36 @@ class TrainConfig:
         return self.lr * self.end_lr_factor
 
 
+DATA_SOURCES = ("c4", "govreport", "builtin")
+
+
+@dataclass
+class ParallelConfig:
+    dp_shard: int = -1
+    """FSDP ranks; -1 takes every rank that tensor parallel leaves (world_size / tp)."""
+    tp: int = 1
+    """Tensor-parallel degree (with sequence parallel)."""
+    activation_checkpointing: str = "none"
+    """'none' or 'full' (recompute each TransformerBlock in backward; needed for 70B at 8192)."""
+
+    def __post_init__(self) -> None:
+        if self.tp < 1:
+            raise ValueError(f"parallel.tp({self.tp}) must be >= 1")
+        if self.dp_shard == 0 or self.dp_shard < -1:
+            raise ValueError(f"parallel.dp_shard({self.dp_shard}) must be -1 (auto) or >= 1")
+        if self.activation_checkpointing not in ("none", "full"):
+            raise ValueError(
+                f"parallel.activation_checkpointing({self.activation_checkpointing!r}) must be "
+                "'none' or 'full'"
+            )
+
+
 @dataclass
 class DataConfig:
     source: str = "c4"
-    """'c4' (Megatron .bin/.idx files of the MLPerf preprocessed C4) or 'builtin' (a corpus built
-    locally from the Python standard library, no download)."""
+    """'c4' (Megatron .bin/.idx files of the MLPerf preprocessed C4), 'govreport' (the MLPerf
+    GovReport parquet or .npy files of llama2_70b_lora) or 'builtin' (built locally from the
+    Python standard library, no download: a text corpus, or code -> docstring pairs for LoRA)."""
     data_dir: str | None = None
     """Folder with the prepared data; None uses the cache folder (see ``trainperf list``)."""
     vocab_size: int = 2048
@@ -130,8 +177,8 @@ class DataConfig:
     """Source bytes taken into the built-in corpus."""
 
     def __post_init__(self) -> None:
-        if self.source not in ("c4", "builtin"):
-            raise ValueError(f"data.source({self.source!r}) must be 'c4' or 'builtin'")
+        if self.source not in DATA_SOURCES:
+            raise ValueError(f"data.source({self.source!r}) must be one of {DATA_SOURCES}")
         _check_positive("data", vocab_size=self.vocab_size, max_bytes=self.max_bytes)
 
 
@@ -167,6 +214,7 @@ class Config:
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    parallel: ParallelConfig = field(default_factory=ParallelConfig)
     log: LogConfig = field(default_factory=LogConfig)
 
     def to_dict(self) -> dict[str, Any]:

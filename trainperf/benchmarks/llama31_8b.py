@@ -8,6 +8,8 @@ installed mlperf_logging. No training logic lives here.
 
 from __future__ import annotations
 
+import dataclasses
+
 from mlperf_logging.mllog import constants as C
 
 from trainperf.benchmarks.scale import Scale
@@ -32,6 +34,7 @@ EVAL_ACCURACY_TARGET = 3.3  # ATLEAST_ONE_CHECK v['value'] <= 3.3 (log perplexit
 OPT_END_LEARNING_RATE_FACTOR = 0.1  # opt_end_learning_rate = opt_base_learning_rate * 0.1
 EVALUATION_FREQUENCY = 12288  # samples, rounded up to a multiple of the global batch size
 SUBMISSION_RUNS = 10  # mlperf_logging benchmark_meta result-file count
+LOSS_REDUCTION = "token"  # log perplexity: mean cross entropy over every token of the eval set
 
 # RCP hyperparameters (rcp_checker/training_6.0.0/rcps_llama31_8b.json): GBS -> (LR, warmup
 # samples). Warmup steps = warmup samples / GBS.
@@ -134,6 +137,13 @@ def default_config(scale: str) -> Config:
         data=DataConfig(source=s.data_source, vocab_size=s.vocab_size, max_bytes=s.max_bytes),
         log=LogConfig(),
     )
+
+
+def resolve_config(cfg: Config) -> Config:
+    """Fill the values left to the rules (None): llama31_8b skips no evaluation."""
+    if cfg.train.eval_skip is not None:
+        return cfg
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_skip=0))
 
 
 def hyperparameter_events(cfg: Config) -> list[tuple[str, object]]:

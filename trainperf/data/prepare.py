@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +15,9 @@ C4_TRAIN_PREFIX = "c4-train.en_6_text_document"
 C4_VALID_PREFIX = "c4-validation-91205-samples.en_text_document"
 BUILTIN_TRAIN_PREFIX = "train_text_document"
 BUILTIN_VALID_PREFIX = "valid_text_document"
+GOVREPORT_DIRNAME = "scrolls_gov_report_8k"  # the MLPerf dataset folder name
+# Rows of the tiny LoRA task (train, validation): the GovReport counts, at toy length.
+LORA_TINY_SAMPLES = (3901, 173)
 
 
 @dataclass(frozen=True)
@@ -24,6 +28,8 @@ class DataPaths:
     train_prefix: Path
     valid_prefix: Path
     tokenizer: Path
+    model_dir: Path | None = None
+    """The prepared base checkpoint (HF format) a fine-tuning benchmark starts from."""
 
 
 def cache_root() -> Path:
@@ -34,26 +40,62 @@ def cache_root() -> Path:
     return Path(xdg).expanduser() / "trainperf"
 
 
+def _finetune(cfg: Config) -> bool:
+    return cfg.model.lora_rank > 0
+
+
+def _builtin_key(cfg: Config) -> str:
+    return f"builtin-v{cfg.data.vocab_size}-b{cfg.data.max_bytes}"
+
+
 def data_dir(cfg: Config) -> Path:
     """The folder of this config's data: ``data.data_dir`` or a cache folder named by content."""
     if cfg.data.data_dir:
         return Path(cfg.data.data_dir).expanduser()
+    if cfg.data.source == "builtin" and _finetune(cfg):
+        return cache_root() / "data" / f"docstrings-{_builtin_key(cfg)}-s{cfg.train.seq_len}"
     if cfg.data.source == "builtin":
-        key = f"builtin-v{cfg.data.vocab_size}-b{cfg.data.max_bytes}"
-        return cache_root() / "data" / key
-    return cache_root() / "data" / cfg.benchmark / "c4"
+        return cache_root() / "data" / _builtin_key(cfg)
+    return cache_root() / "data" / cfg.benchmark / cfg.data.source
+
+
+def govreport_root(folder: Path) -> Path:
+    """Where the GovReport files are: ``folder/scrolls_gov_report_8k`` (the layout ``prepare``
+    writes, beside ``model/``) or ``folder`` itself."""
+    nested = folder / GOVREPORT_DIRNAME
+    return nested if nested.is_dir() or not any(folder.glob("*.parquet")) else folder
 
 
 def data_paths(cfg: Config) -> DataPaths:
     root = data_dir(cfg)
+    if cfg.data.source == "builtin" and _finetune(cfg):
+        model_dir = cache_root() / "models" / f"{cfg.model.flavor}-{_builtin_key(cfg)}"
+        return DataPaths(
+            root, root / "train", root / "validation", root / "tokenizer.json", model_dir
+        )
     if cfg.data.source == "builtin":
         return DataPaths(
             root, root / BUILTIN_TRAIN_PREFIX, root / BUILTIN_VALID_PREFIX, root / "tokenizer.json"
         )
+    if cfg.data.source == "govreport":
+        dataset = govreport_root(root)
+        return DataPaths(
+            dataset, dataset / "train", dataset / "validation", root / "model", root / "model"
+        )
     return DataPaths(root, root / C4_TRAIN_PREFIX, root / C4_VALID_PREFIX, root / "tokenizer")
 
 
-def missing_files(paths: DataPaths) -> list[Path]:
+def missing_files(paths: DataPaths, cfg: Config | None = None) -> list[Path]:
+    if cfg is not None and _finetune(cfg):
+        missing = [
+            p
+            for p in (paths.train_prefix, paths.valid_prefix)
+            if not any(p.parent.glob(f"{p.name}*.parquet")) and not p.with_suffix(".npy").exists()
+        ]
+        if cfg.model.checkpoint is None and paths.model_dir is not None:
+            if not (paths.model_dir / "config.json").exists():
+                missing.append(paths.model_dir / "config.json")
+        return missing
     wanted = [
         Path(f"{prefix}.{ext}")
         for prefix in (paths.train_prefix, paths.valid_prefix)
@@ -64,7 +106,7 @@ def missing_files(paths: DataPaths) -> list[Path]:
 
 def data_status(cfg: Config) -> str:
     """One word for ``trainperf list``: 'ready' or 'missing'."""
-    return "missing" if missing_files(data_paths(cfg)) else "ready"
+    return "missing" if missing_files(data_paths(cfg), cfg) else "ready"
 
 
 def prepare_data(cfg: Config, *, progress: bool = True) -> DataPaths:
@@ -73,6 +115,19 @@ def prepare_data(cfg: Config, *, progress: bool = True) -> DataPaths:
     The built-in corpus is cached by content: a second call returns at once.
     """
     paths = data_paths(cfg)
+    if cfg.data.source == "builtin" and _finetune(cfg):
+        from trainperf.data.docstrings import build_docstring_task
+
+        corpus_cfg = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, lora_rank=0))
+        corpus = prepare_data(corpus_cfg, progress=progress)
+        build_docstring_task(
+            paths.root,
+            corpus_dir=corpus.root,
+            seq_len=cfg.train.seq_len,
+            train_samples=LORA_TINY_SAMPLES[0],
+            eval_samples=max(LORA_TINY_SAMPLES[1], cfg.train.eval_samples),
+        )
+        return paths
     if cfg.data.source == "builtin":
         from trainperf.data.corpus import build_builtin_corpus
 
@@ -82,6 +137,14 @@ def prepare_data(cfg: Config, *, progress: bool = True) -> DataPaths:
             max_bytes=cfg.data.max_bytes,
             progress=progress,
         )
+        return paths
+    if cfg.data.source == "govreport":
+        if missing := missing_files(paths, cfg):
+            raise ValueError(
+                f"GovReport data or base model for {cfg.benchmark} not found (missing "
+                f"{missing[0]}); run `trainperf prepare {cfg.benchmark} --data-dir "
+                f"{data_dir(cfg)}` (needs HF_TOKEN with access to Llama 2), or use --scale tiny"
+            )
         return paths
     if missing := missing_files(paths):
         raise ValueError(

@@ -152,6 +152,21 @@ LLAMA_CONFIGS: dict[str, LlamaConfig] = {
         rope_scaling=LLAMA31_ROPE_SCALING,
         max_seq_len=512,
     ),
+    # trainperf's llama2_70b_lora tiny scale: the base model that LoRA fine-tunes, pretrained once
+    # on the built-in corpus (cached). Llama-2 architecture as llama2-70b (plain RoPE theta 1e4,
+    # GQA, fused QKV) at toy size; vocab sized to the built-in tokenizer.
+    "tiny-llama2": LlamaConfig(
+        dim=128,
+        n_layers=4,
+        n_heads=4,
+        n_kv_heads=2,
+        vocab_size=2048,
+        ffn_dim=384,
+        rope_theta=10000.0,
+        rope_scaling=None,
+        max_seq_len=512,
+        fused_qkv=True,
+    ),
     # trainperf's small scale (one GPU, minutes): ~25M non-embedding parameters, sized to the
     # ~10M tokens of the built-in corpus (a few epochs in a run).
     "small": LlamaConfig(

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 
+from trainperf.parallel.ac import apply_ac
 from trainperf.parallel.dims import ParallelDims
 from trainperf.parallel.fsdp import apply_fsdp
 from trainperf.parallel.tp import apply_tp
@@ -35,18 +36,20 @@ def parallelize_model(
     reduce_dtype: torch.dtype = torch.float32,
     sequence_parallel: bool = True,
     reshard_after_forward: bool = True,
+    activation_checkpointing: str = "none",
 ) -> nn.Module:
     """Shard `model` in place over `mesh` (from `dims.build_mesh`) and return it.
 
     Tensor parallel when dims.tp > 1; FSDP when dims.dp_shard > 1. With FSDP off (one data
     parallel rank), param_dtype and reduce_dtype have no effect: use autocast for mixed precision.
+    activation_checkpointing: 'none' or 'full' (every block recomputed in backward).
     Call on the meta device, before `to_empty`.
     """
     assert tuple(mesh.mesh_dim_names or ()) == ("dp_shard", "tp"), mesh.mesh_dim_names
     assert mesh.size() == dims.world_size, (mesh.size(), dims.world_size)
     if dims.tp_enabled:
         apply_tp(model, mesh["tp"], sequence_parallel=sequence_parallel)
-    # TODO([speed]): activation checkpointing goes here, per TransformerBlock (ac.py).
+    apply_ac(model, mode=activation_checkpointing)
     # TODO([speed]): torch.compile goes here, per TransformerBlock (compile.py).
     if dims.dp_enabled:
         apply_fsdp(

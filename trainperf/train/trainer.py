@@ -18,18 +18,29 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from mlperf_logging.mllog import constants as C
 from rich.console import Console
+from torch import nn
+from torch.distributed.tensor import DTensor
 
 from trainperf.benchmarks import get_benchmark
 from trainperf.config import Config, save_config
-from trainperf.data.gpt_dataset import GPTEvalDataset, GPTTrainDataset, get_batch
-from trainperf.data.indexed import IndexedDataset
 from trainperf.data.prepare import DataPaths
 from trainperf.mlperf.logger import MLPerfLogger, create_result_file
 from trainperf.models.hf_adapter import load_hf_checkpoint
-from trainperf.models.llama import Llama, get_llama_config
+from trainperf.models.llama import Llama, LlamaConfig, get_llama_config
+from trainperf.models.lora import LoRAConfig, apply_lora, init_lora
+from trainperf.parallel.ac import apply_ac
+from trainperf.parallel.dims import ParallelDims
+from trainperf.parallel.parallelize import parallelize_model
+from trainperf.train.batches import Batch, build_data
+from trainperf.train.distributed import (
+    DistEnv,
+    all_reduce_sum,
+    broadcast_value,
+    local_device,
+)
+from trainperf.train.loss import count_units, loss_terms
 from trainperf.train.optim import build_optimizer, lr_at, set_lr
 from trainperf.train.progress import RunProgress
 
@@ -48,15 +59,8 @@ class RunResult:
     last_eval: float | None = None
     time_to_train_s: float | None = None
     reason: str | None = None
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present, else CPU; an explicit CUDA device must exist."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"train.device={name} but no CUDA GPU is visible; use train.device=cpu")
-    return torch.device(name)
+    peak_memory_gib: float | None = None
+    """Peak GPU memory allocated by this rank (CUDA only)."""
 
 
 def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
@@ -65,18 +69,53 @@ def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
     return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name]
 
 
-def describe_platform(device: torch.device) -> str:
+def describe_platform(device: torch.device, world_size: int = 1) -> str:
     if device.type == "cuda":
-        return f"1x{torch.cuda.get_device_name(device)}"
-    return f"1x{platform.processor() or platform.machine()}-CPU"
+        return f"{world_size}x{torch.cuda.get_device_name(device)}"
+    return f"{world_size}x{platform.processor() or platform.machine()}-CPU"
 
 
 def fresh_seed() -> int:
     return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
 
 
+def resolve_checkpoint_source(cfg: Config, paths: DataPaths) -> str | None:
+    """The base checkpoint to load, or None for a random initialisation."""
+    ckpt = cfg.model.checkpoint
+    if ckpt == "random":
+        return None
+    if ckpt is None:
+        return str(paths.model_dir) if paths.model_dir is not None else None
+    return ckpt
+
+
+@torch.no_grad()
+def cast_frozen_params_(model: nn.Module, dtype: torch.dtype) -> None:
+    """Store every frozen parameter in `dtype` (buffers such as the RoPE table keep theirs)."""
+    for module in model.modules():
+        for name, param in list(module.named_parameters(recurse=False)):
+            if not param.requires_grad and param.dtype != dtype:
+                setattr(module, name, nn.Parameter(param.to(dtype), requires_grad=False))
+
+
+def clip_grad_norm_(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
+    """Global gradient-norm clip that also works on FSDP/TP-sharded (DTensor) gradients."""
+    grads = [p.grad for p in params if p.grad is not None]
+    total = torch.nn.utils.get_total_norm(grads, foreach=True)
+    if isinstance(total, DTensor):
+        total = total.full_tensor()
+    torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
+    return total
+
+
 class Trainer:
-    """Builds data, model and optimizer for one run and trains it to the target."""
+    """Builds data, model and optimizer for one run and trains it to the target.
+
+    Under torchrun every rank builds its shard of the model (FSDP2 over all ranks, tensor
+    parallel when parallel.tp > 1), reads its share of each global batch and of the eval set;
+    only rank 0 writes MLLOG records and shows progress (the MLPerf logger of the other ranks
+    is disabled).
+    """
 
     def __init__(
         self,
@@ -86,50 +125,90 @@ class Trainer:
         ml: MLPerfLogger,
         console: Console,
         show_progress: bool = True,
+        env: DistEnv | None = None,
+        device: torch.device | None = None,
     ) -> None:
         assert cfg.train.seed is not None, "resolve the seed before building a Trainer"
+        cfg = get_benchmark(cfg.benchmark).resolve_config(cfg)
         self.cfg = cfg
         self.paths = paths
         self.ml = ml
         self.console = console
-        self.show_progress = show_progress
-        self.device = resolve_device(cfg.train.device)
+        self.env = env or DistEnv()
+        self.show_progress = show_progress and self.env.is_main
+        self.device = device or local_device(cfg.train.device)
         self.dtype = resolve_dtype(cfg.train.dtype, self.device)
+        self.reduction = get_benchmark(cfg.benchmark).LOSS_REDUCTION
         self.steps = 0
         self.last_eval: float | None = None
+        t = cfg.train
+        ranks = self.env.world_size // cfg.parallel.tp
+        if t.global_batch_size % (t.micro_batch_size * ranks):
+            raise ValueError(
+                f"train.global_batch_size({t.global_batch_size}) must be a multiple of "
+                f"train.micro_batch_size({t.micro_batch_size}) x data-parallel ranks({ranks})"
+            )
+        self.dp_ranks = ranks
+        self.local_batch = t.global_batch_size // ranks
+
+    @property
+    def grad_accumulation(self) -> int:
+        return self.local_batch // self.cfg.train.micro_batch_size
 
     # ---- setup (inside init_start .. init_stop) ----------------------------------------------
     def setup(self) -> None:
-        t = self.cfg.train
-        train_tokens = IndexedDataset(self.paths.train_prefix)
-        valid_tokens = IndexedDataset(self.paths.valid_prefix)
-        self.train_data = GPTTrainDataset(
-            train_tokens,
-            seq_len=t.seq_len,
-            seed=t.seed,
-            num_samples=t.max_steps * t.global_batch_size,
-        )
-        self.eval_data = GPTEvalDataset(valid_tokens, seq_len=t.seq_len, num_samples=t.eval_samples)
-        # MLLOG train_samples: sequences in one pass over the training tokens
-        self.train_samples_per_epoch = (train_tokens.num_tokens - 1) // t.seq_len
+        self.data = build_data(self.cfg, self.paths)
+        self.train_samples_per_epoch = self.data.train_samples
         self.model = self.build_model()
-        self.optimizer = build_optimizer(self.model, t, fused=self.device.type == "cuda")
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = build_optimizer(
+            self.model, self.cfg.train, fused=self.device.type == "cuda"
+        )
 
-    def build_model(self) -> Llama:
+    def model_config(self) -> LlamaConfig:
         overrides: dict[str, int] = {"max_seq_len": self.cfg.train.seq_len}
         if self.cfg.model.n_layers is not None:
             overrides["n_layers"] = self.cfg.model.n_layers
         if self.cfg.data.source == "builtin":  # the embedding follows the locally built tokenizer
             overrides["vocab_size"] = self.cfg.data.vocab_size
-        mcfg = get_llama_config(self.cfg.model.flavor, **overrides)
+        return get_llama_config(self.cfg.model.flavor, **overrides)
+
+    def build_model(self) -> nn.Module:
+        """Meta build -> LoRA -> parallelize -> materialise -> load or initialise."""
+        m, par = self.cfg.model, self.cfg.parallel
+        mcfg = self.model_config()
         with torch.device("meta"):
             model = Llama(mcfg)
+        if m.lora_rank:
+            lora = LoRAConfig(
+                rank=m.lora_rank, alpha=m.lora_alpha, dropout=m.lora_dropout, targets=m.lora_targets
+            )
+            apply_lora(model, lora)
+            if self.dtype != torch.float32:  # frozen base in bf16, adapters stay float32
+                cast_frozen_params_(model, self.dtype)
+        if self.env.enabled:
+            dims = ParallelDims(dp_shard=par.dp_shard, tp=par.tp, world_size=self.env.world_size)
+            dims.validate_for_model(mcfg, seq_len=self.cfg.train.seq_len)
+            mesh = dims.build_mesh(self.device.type)
+            parallelize_model(
+                model,
+                dims,
+                mesh,
+                param_dtype=self.dtype,
+                reduce_dtype=torch.float32,
+                activation_checkpointing=par.activation_checkpointing,
+            )
+        else:
+            apply_ac(model, mode=par.activation_checkpointing)
         model.to_empty(device=self.device)
         torch.manual_seed(self.cfg.train.seed)
-        if self.cfg.model.checkpoint:
-            load_hf_checkpoint(model, self.cfg.model.checkpoint)
+        source = resolve_checkpoint_source(self.cfg, self.paths)
+        if source is not None:
+            load_hf_checkpoint(model, source)
         else:
             model.init_weights()
+        if m.lora_rank:
+            init_lora(model)
         return model
 
     # ---- the timed region --------------------------------------------------------------------
@@ -138,25 +217,30 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
-    def loss_of(self, batch: torch.Tensor) -> torch.Tensor:
-        """Mean next-token cross entropy (nats) over every token of a (B, T+1) batch."""
-        inputs, labels = batch[:, :-1], batch[:, 1:]
+    def loss_terms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, labels = (x.to(self.device, non_blocking=True) for x in batch)
         with self.autocast():
             logits = self.model(inputs)  # (B, T, vocab)
-        return F.cross_entropy(logits.float().flatten(0, 1), labels.flatten())
+        return loss_terms(logits, labels, reduction=self.reduction)
 
     def train_step(self) -> torch.Tensor:
+        """One optimizer step over this rank's share of the next global batch."""
         t = self.cfg.train
-        accum = t.global_batch_size // t.micro_batch_size
-        first = self.steps * t.global_batch_size
+        mb = t.micro_batch_size
+        rank_in_dp = self.env.rank // self.cfg.parallel.tp  # mesh ("dp_shard", "tp")
+        first = self.steps * t.global_batch_size + rank_in_dp * self.local_batch
+        batches = [
+            self.data.train_batch(range(first + i, first + i + mb))
+            for i in range(0, self.local_batch, mb)
+        ]
+        units = sum(count_units(labels, reduction=self.reduction) for _, labels in batches)
         total = torch.zeros((), device=self.device)
-        for m in range(accum):
-            start = first + m * t.micro_batch_size
-            batch = get_batch(self.train_data, range(start, start + t.micro_batch_size))
-            loss = self.loss_of(batch.to(self.device, non_blocking=True)) / accum
+        for batch in batches:
+            loss_sum, _ = self.loss_terms(batch)
+            loss = loss_sum / max(units, 1.0)
             loss.backward()
             total += loss.detach()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), t.grad_clip)
+        clip_grad_norm_(self.params, t.grad_clip)
         set_lr(
             self.optimizer,
             lr_at(
@@ -174,21 +258,33 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> float:
-        """Log perplexity (mean token cross entropy in nats) over the fixed evaluation set."""
+        """eval_accuracy over the fixed evaluation set, reduced as the benchmark scores it.
+
+        Ranks take samples rank, rank + world, ...; all run the same number of forward passes
+        (a rank with nothing left runs one on a sample it then ignores), as FSDP's collectives
+        need.
+        """
         self.model.eval()
-        total = torch.zeros((), device=self.device, dtype=torch.float64)
-        n = len(self.eval_data)
-        bs = self.cfg.train.eval_batch_size
-        for start in range(0, n, bs):
-            batch = get_batch(self.eval_data, range(start, min(start + bs, n))).to(self.device)
-            total += self.loss_of(batch).double() * batch.shape[0]
+        n, world, bs = self.data.eval_size, self.env.world_size, self.cfg.train.eval_batch_size
+        mine = list(range(self.env.rank, n, world))
+        sums = torch.zeros(2, device=self.device, dtype=torch.float64)
+        for start in range(0, -(-n // world), bs):
+            idx = mine[start : start + bs]
+            loss_sum, count = self.loss_terms(self.data.eval_batch(idx or [0]))
+            if idx:
+                sums += torch.stack([loss_sum.double(), count.double()])
+        all_reduce_sum(sums, self.env)
         self.model.train()
-        return float(total / n)
+        return float(sums[0] / sums[1])
+
+    def is_eval_step(self, samples: int) -> bool:
+        interval = self.cfg.train.eval_interval_samples
+        return samples % interval == 0 and samples // interval > self.cfg.train.eval_skip
 
     def train(self) -> str:
         """Train until the target (returns 'success') or the step limit ('aborted')."""
         t, ml = self.cfg.train, self.ml
-        gbs, interval = t.global_batch_size, t.eval_interval_samples
+        gbs = t.global_batch_size
         progress = RunProgress(
             self.console,
             label=f"{self.cfg.benchmark}/{self.cfg.scale}",
@@ -197,13 +293,15 @@ class Trainer:
             tokens_per_sample=t.seq_len,
         )
         loss_val: float | None = None
+        samples = 0
         ml.start(C.BLOCK_START, metadata={C.SAMPLES_COUNT: 0})
         with progress if self.show_progress else contextlib.nullcontext():
             while self.steps < t.max_steps:
                 loss = self.train_step()
                 samples = self.steps * gbs
-                if self.steps % self.cfg.log.log_every_steps == 0 or samples % interval == 0:
-                    loss_val = float(loss)
+                evaluating = self.is_eval_step(samples)
+                if self.steps % self.cfg.log.log_every_steps == 0 or evaluating:
+                    loss_val = float(all_reduce_sum(loss.clone(), self.env)) / self.env.world_size
                     ml.event(
                         "train_loss",
                         loss_val,
@@ -214,7 +312,7 @@ class Trainer:
                     )
                     if self.show_progress:
                         progress.update(samples=samples, loss=loss_val)
-                if samples % interval:
+                if not evaluating:
                     continue
                 ml.end(C.BLOCK_STOP, metadata={C.SAMPLES_COUNT: samples})
                 ml.start(C.EVAL_START, metadata={C.SAMPLES_COUNT: samples})
@@ -227,7 +325,7 @@ class Trainer:
                     return C.SUCCESS
                 if self.steps < t.max_steps:
                     ml.start(C.BLOCK_START, metadata={C.SAMPLES_COUNT: samples})
-            if samples % interval:
+            if not self.is_eval_step(samples):
                 ml.end(C.BLOCK_STOP, metadata={C.SAMPLES_COUNT: samples})
         return C.ABORTED
 
@@ -238,6 +336,7 @@ def log_run_header(
     *,
     seed: int,
     train_samples: int,
+    grad_accumulation: int,
     platform_name: str,
     precision: str,
     config_filename: str,
@@ -250,11 +349,11 @@ def log_run_header(
     ml.event(C.SUBMISSION_DIVISION, lg.submission_division)
     ml.event(C.SUBMISSION_STATUS, lg.submission_status)
     ml.event(C.SUBMISSION_PLATFORM, lg.submission_platform or platform_name)
-    ml.event(C.SEED, seed)
     ml.event(C.GLOBAL_BATCH_SIZE, t.global_batch_size)
-    ml.event(C.GRADIENT_ACCUMULATION_STEPS, t.global_batch_size // t.micro_batch_size)
     ml.event(C.TRAIN_SAMPLES, train_samples)
     ml.event(C.EVAL_SAMPLES, t.eval_samples)
+    ml.event(C.SEED, seed)
+    ml.event(C.GRADIENT_ACCUMULATION_STEPS, grad_accumulation)
     for key, value in bench.hyperparameter_events(cfg):
         ml.event(key, value)
     # disclosure keys of the 6.x rulesets
@@ -264,37 +363,64 @@ def log_run_header(
         C.LOWEST_NUMERICAL_PRECISION_IN_COMM,
     ):
         ml.event(key, precision)
-    for key in (
-        C.TENSOR_PARALLELISM,
-        C.PIPELINE_PARALLELISM,
-        C.CONTEXT_PARALLELISM,
-        C.EXPERT_PARALLELISM,
-    ):
+    ml.event(C.TENSOR_PARALLELISM, cfg.parallel.tp)
+    for key in (C.PIPELINE_PARALLELISM, C.CONTEXT_PARALLELISM, C.EXPERT_PARALLELISM):
         ml.event(key, 1)
     ml.event(C.MICRO_BATCH_SIZE, t.micro_batch_size)
     ml.event(C.CONFIG_FILENAME, config_filename)
 
 
-def run_benchmark(
-    cfg: Config, paths: DataPaths, *, console: Console, show_progress: bool = True
-) -> RunResult:
-    """Run one benchmark attempt into the next free ``result_<i>.txt`` of the results folder."""
+def resolve_run(cfg: Config, env: DistEnv) -> Config:
+    """The benchmark's rule-derived values and one seed shared by every rank."""
+    cfg = get_benchmark(cfg.benchmark).resolve_config(cfg)
     seed = cfg.train.seed if cfg.train.seed is not None else fresh_seed()
-    cfg = dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+    seed = broadcast_value(seed, env)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
+
+
+def reserve_result(cfg: Config, env: DistEnv) -> tuple[int, Path, Path]:
+    """Rank 0 creates result_<i>.txt and writes config_<i>.json; every rank learns i."""
     results_dir = Path(cfg.log.results_dir).expanduser()
-    index, log_path = create_result_file(results_dir)
-    config_path = results_dir / f"config_{index}.json"
-    save_config(cfg, config_path)
+    index: int | str = -1
+    if env.is_main:
+        try:
+            index, log_path = create_result_file(results_dir)
+            save_config(cfg, results_dir / f"config_{index}.json")
+        except ValueError as exc:
+            index = str(exc)
+    index = broadcast_value(index, env)
+    if isinstance(index, str):
+        raise ValueError(index)
+    return index, results_dir / f"result_{index}.txt", results_dir / f"config_{index}.json"
+
+
+def run_benchmark(
+    cfg: Config,
+    paths: DataPaths,
+    *,
+    console: Console,
+    show_progress: bool = True,
+    env: DistEnv | None = None,
+) -> RunResult:
+    """Run one benchmark attempt into the next free ``result_<i>.txt`` of the results folder.
+
+    Under torchrun every rank calls this; rank 0 writes the log.
+    """
+    env = env or DistEnv()
+    cfg = resolve_run(cfg, env)
+    seed = cfg.train.seed
+    assert seed is not None
+    index, log_path, config_path = reserve_result(cfg, env)
     result = RunResult(
         index=index, log_path=log_path, config_path=config_path, status=C.ABORTED, seed=seed
     )
-    ml = MLPerfLogger(log_path)
+    ml = MLPerfLogger(log_path, enabled=env.is_main)
     run_start: float | None = None
     trainer: Trainer | None = None
     try:
         ml.event(C.CACHE_CLEAR, True)
         ml.start(C.INIT_START)
-        trainer = Trainer(cfg, paths, ml=ml, console=console, show_progress=show_progress)
+        trainer = Trainer(cfg, paths, ml=ml, console=console, show_progress=show_progress, env=env)
         precision = "bfloat16" if trainer.dtype == torch.bfloat16 else "fp32"
         trainer.setup()
         log_run_header(
@@ -302,7 +428,8 @@ def run_benchmark(
             cfg,
             seed=seed,
             train_samples=trainer.train_samples_per_epoch,
-            platform_name=describe_platform(trainer.device),
+            grad_accumulation=trainer.grad_accumulation,
+            platform_name=describe_platform(trainer.device, env.world_size),
             precision=precision,
             config_filename=config_path.name,
         )
@@ -324,6 +451,8 @@ def run_benchmark(
             result.steps = trainer.steps
             result.samples = trainer.steps * cfg.train.global_batch_size
             result.last_eval = trainer.last_eval
+            if trainer.device.type == "cuda":
+                result.peak_memory_gib = torch.cuda.max_memory_allocated(trainer.device) / 2**30
         meta = {C.SAMPLES_COUNT: result.samples, C.STATUS: result.status}
         if result.reason and result.status != C.SUCCESS:
             meta["reason"] = result.reason

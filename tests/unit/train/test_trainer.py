@@ -111,8 +111,8 @@ def test_reruns_never_overwrite(tmp_path):
 def test_missing_gpu_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(T.torch.cuda, "is_available", lambda: False)
     with pytest.raises(ValueError, match="no CUDA GPU is visible; use train.device=cpu"):
-        T.resolve_device("cuda")
-    assert T.resolve_device("auto").type == "cpu"
+        T.local_device("cuda")
+    assert T.local_device("auto").type == "cpu"
 
 
 def test_start_from_hf_checkpoint(tmp_path):

@@ -1,0 +1,203 @@
+"""A summarisation task built offline for the tiny LoRA scale: a Python function -> its docstring.
+
+MLPerf's llama2_70b_lora fine-tunes on GovReport: a long report in the prompt, its summary as the
+only scored tokens. Here the "report" is a function of the Python standard library with its
+docstring removed and the "summary" is the docstring's first paragraph, written in the same
+prompt template as the reference's preprocessing (``"### Summarize the following text:\\n {input}\\n
+### Summary:\\n {output}{eos}"``, with "code" for "text") and in the same files: GovReport parquet
+rows of ``input_ids`` and ``labels`` (-100 on the prompt). The trainer reads them with the same
+code as the real dataset; only the numbers are smaller.
+
+Functions come from the whole standard library; validation functions only from files the tiny base
+model was not pretrained on. Rows are tokenized with the built-in corpus's tokenizer. The build is
+deterministic and cached by a fingerprint of its inputs.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import os
+import re
+import shutil
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from tokenizers import Tokenizer
+
+from trainperf.data import govreport
+from trainperf.data.corpus import (
+    EOD_TOKEN,
+    MANIFEST_NAME,
+    TOKENIZER_NAME,
+    collect_documents,
+    get_stdlib_root,
+    split_documents,
+)
+
+FORMAT_VERSION = 2
+PROMPT_HEAD = "### Summarize the following code:\n "
+PROMPT_TAIL = "\n ### Summary:\n "
+MAX_SUMMARY_TOKENS = 48  # longer docstrings are dropped, as the reference drops long examples
+MIN_SUMMARY_TOKENS = 3
+MIN_CODE_TOKENS = 16
+TASK_VALID_EVERY = 8  # of the files the base model never saw, every 8th holds validation pairs
+
+
+@dataclass(frozen=True)
+class Pair:
+    key: str  # "relpath:qualname:line", the sort key's source
+    code: str
+    summary: str
+
+
+def _summary(doc: str) -> str:
+    first = doc.strip().split("\n\n")[0]
+    return re.sub(r"\s+", " ", first).strip()
+
+
+def _function_code(lines: list[str], node: ast.AST) -> str:
+    first, last = node.lineno, node.end_lineno  # type: ignore[attr-defined]
+    return textwrap.dedent("\n".join(lines[first - 1 : last])).strip()
+
+
+def extract_pairs(relpath: str, text: str) -> Iterator[Pair]:
+    """(code, summary) of every function in one source file that has a docstring."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return
+    lines = text.splitlines()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        doc = ast.get_docstring(node, clean=True)
+        if not doc or len(node.body) < 2:  # skip stubs whose body is the docstring alone
+            continue
+        summary = _summary(doc)
+        code = _function_code(lines, node)
+        if summary and code:
+            yield Pair(f"{relpath}:{node.name}:{node.lineno}", code, summary)
+
+
+def _ordered(pairs: list[Pair]) -> list[Pair]:
+    return sorted(pairs, key=lambda p: hashlib.sha256(p.key.encode()).hexdigest())
+
+
+def encode_pair(
+    tokenizer: Tokenizer, pair: Pair, *, seq_len: int, eod: int
+) -> tuple[list[int], list[int]] | None:
+    """input_ids and labels of one row, or None if it does not fit. The code is cut at the end to
+    leave room for the summary; labels are -100 on the prompt."""
+    target = tokenizer.encode(pair.summary).ids + [eod]
+    if not MIN_SUMMARY_TOKENS <= len(target) - 1 <= MAX_SUMMARY_TOKENS:
+        return None
+    head = tokenizer.encode(PROMPT_HEAD).ids
+    tail = tokenizer.encode(PROMPT_TAIL).ids
+    code = tokenizer.encode(pair.code).ids
+    room = seq_len - len(head) - len(tail) - len(target)
+    if room < MIN_CODE_TOKENS or len(code) < MIN_CODE_TOKENS:
+        return None
+    prompt = head + code[:room] + tail
+    return prompt + target, [-100] * len(prompt) + target
+
+
+def split_task_documents(corpus_max_bytes: int) -> tuple[list, list]:
+    """(train, validation) source files of the task, from the whole standard library.
+
+    Validation functions come only from files the base model was not pretrained on (outside the
+    built-in corpus's training split), VALID_EVERY-th in path-hash order; no training function
+    comes from a validation file.
+    """
+    root = get_stdlib_root()
+    base_train, _ = split_documents(collect_documents(root, max_bytes=corpus_max_bytes))
+    seen = {d.relpath for d in base_train}
+    everything = collect_documents(root, max_bytes=1 << 40)
+    unseen = [d for d in everything if d.relpath not in seen]
+    valid = {d.relpath for d in unseen[::TASK_VALID_EVERY]}
+    return [d for d in everything if d.relpath not in valid], [
+        d for d in everything if d.relpath in valid
+    ]
+
+
+def _fingerprint(corpus_manifest: dict, *, seq_len: int, counts: tuple[int, int]) -> str:
+    params = {
+        "format_version": FORMAT_VERSION,
+        "corpus": corpus_manifest.get("fingerprint"),
+        "seq_len": seq_len,
+        "counts": counts,
+        "prompt": [PROMPT_HEAD, PROMPT_TAIL],
+        "summary_tokens": [MIN_SUMMARY_TOKENS, MAX_SUMMARY_TOKENS, MIN_CODE_TOKENS],
+    }
+    return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
+
+
+def _rows(
+    pairs: list[Pair], tokenizer: Tokenizer, *, seq_len: int, eod: int, count: int, split: str
+) -> tuple[list[list[int]], list[list[int]]]:
+    ids, labels = [], []
+    for pair in _ordered(pairs):
+        row = encode_pair(tokenizer, pair, seq_len=seq_len, eod=eod)
+        if row is None:
+            continue
+        ids.append(row[0])
+        labels.append(row[1])
+        if len(ids) == count:
+            return ids, labels
+    raise ValueError(
+        f"the built-in corpus gives only {len(ids)} {split} code -> docstring pairs that fit "
+        f"seq_len {seq_len}, {count} wanted; raise data.max_bytes or lower the sample counts"
+    )
+
+
+def build_docstring_task(
+    out_dir: Path,
+    *,
+    corpus_dir: Path,
+    seq_len: int,
+    train_samples: int,
+    eval_samples: int,
+) -> Path:
+    """Write ``train``/``validation`` GovReport-format parquet files of code -> docstring rows into
+    ``out_dir`` (cached: nothing is rebuilt when the fingerprint matches). ``corpus_dir`` is a
+    built-in corpus (its tokenizer and its train/validation file split are used)."""
+    manifest = json.loads((corpus_dir / MANIFEST_NAME).read_text())
+    fingerprint = _fingerprint(manifest, seq_len=seq_len, counts=(train_samples, eval_samples))
+    done = out_dir / MANIFEST_NAME
+    if done.is_file() and json.loads(done.read_text()).get("fingerprint") == fingerprint:
+        return out_dir
+    tokenizer = Tokenizer.from_file(str(corpus_dir / TOKENIZER_NAME))
+    eod = tokenizer.token_to_id(EOD_TOKEN)
+    train_docs, valid_docs = split_task_documents(int(manifest["max_bytes"]))
+    splits = {}
+    for split, docs, count in (
+        ("validation", valid_docs, eval_samples),
+        ("train", train_docs, train_samples),
+    ):
+        pairs = [p for d in docs for p in extract_pairs(d.relpath, d.text)]
+        splits[split] = _rows(pairs, tokenizer, seq_len=seq_len, eod=eod, count=count, split=split)
+    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        for split, (ids, labels) in splits.items():
+            govreport.write_parquet(tmp / f"{split}-00000-of-00001.parquet", ids, labels)
+        shutil.copyfile(corpus_dir / TOKENIZER_NAME, tmp / TOKENIZER_NAME)
+        info = {
+            "fingerprint": fingerprint,
+            "seq_len": seq_len,
+            "samples": {k: len(v[0]) for k, v in splits.items()},
+            "scored_tokens": {
+                k: sum(len(r) - r.count(-100) for r in v[1]) for k, v in splits.items()
+            },
+        }
+        (tmp / MANIFEST_NAME).write_text(json.dumps(info, indent=2) + "\n")
+        if out_dir.exists():
+            shutil.rmtree(out_dir)
+        os.replace(tmp, out_dir)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out_dir

@@ -1,0 +1,101 @@
+"""What the trainer reads: (inputs, labels) batches of a benchmark's training and eval sets.
+
+Both kinds of data give ``(inputs, labels)`` pairs of shape (B, T), labels already shifted to the
+next token and -100 where nothing is scored, so the trainer and the loss do not care which
+benchmark they serve:
+
+- ``PretrainData`` (llama31_8b): Megatron GPTDataset windows of seq_len + 1 tokens; every token is
+  scored.
+- ``FinetuneData`` (llama2_70b_lora): GovReport-format rows (parquet or .npy), one sample per
+  row, each row once per epoch in a seeded order; only the summary tokens are scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+import torch
+
+from trainperf.config import Config
+from trainperf.data import govreport
+from trainperf.data.gpt_dataset import GPTEvalDataset, GPTTrainDataset, get_batch
+from trainperf.data.indexed import IndexedDataset
+from trainperf.data.prepare import DataPaths
+
+Batch = tuple[torch.Tensor, torch.Tensor]  # inputs (B, T) int64, labels (B, T) int64
+
+
+class BenchmarkData(Protocol):
+    train_samples: int
+    """MLLOG train_samples: samples in one pass over the training data."""
+    eval_size: int
+    """Samples in one evaluation."""
+
+    def train_batch(self, indices: Sequence[int]) -> Batch: ...
+
+    def eval_batch(self, indices: Sequence[int]) -> Batch: ...
+
+
+def _split(batch: torch.Tensor) -> Batch:
+    return batch[:, :-1], batch[:, 1:]
+
+
+class PretrainData:
+    """Pretraining on Megatron indexed datasets (C4 or the built-in corpus)."""
+
+    def __init__(self, cfg: Config, paths: DataPaths) -> None:
+        t = cfg.train
+        train_tokens = IndexedDataset(paths.train_prefix)
+        valid_tokens = IndexedDataset(paths.valid_prefix)
+        self.train = GPTTrainDataset(
+            train_tokens,
+            seq_len=t.seq_len,
+            seed=t.seed,
+            num_samples=t.max_steps * t.global_batch_size,
+        )
+        self.eval = GPTEvalDataset(valid_tokens, seq_len=t.seq_len, num_samples=t.eval_samples)
+        # sequences in one pass over the training tokens
+        self.train_samples = (train_tokens.num_tokens - 1) // t.seq_len
+        self.eval_size = t.eval_samples
+
+    def train_batch(self, indices: Sequence[int]) -> Batch:
+        return _split(get_batch(self.train, indices))
+
+    def eval_batch(self, indices: Sequence[int]) -> Batch:
+        return _split(get_batch(self.eval, indices))
+
+
+class FinetuneData:
+    """Fine-tuning on GovReport-format rows: input_ids plus the mask of the scored tokens."""
+
+    def __init__(self, cfg: Config, paths: DataPaths) -> None:
+        t = cfg.train
+        assert t.seed is not None, "resolve the seed first"
+        self.seq_len = t.seq_len
+        self.seed = t.seed
+        self.train = govreport.read_split(paths.root, "train", max_seq_len=t.seq_len)
+        self.eval = govreport.read_split(paths.root, "validation", max_seq_len=t.seq_len)
+        if len(self.eval) < t.eval_samples:
+            raise ValueError(
+                f"{self.eval.source} has {len(self.eval)} validation samples but "
+                f"train.eval_samples is {t.eval_samples}; re-run `trainperf prepare` or lower "
+                "train.eval_samples"
+            )
+        self.train_samples = len(self.train)
+        self.eval_size = t.eval_samples
+
+    def train_batch(self, indices: Sequence[int]) -> Batch:
+        n = len(self.train)
+        rows = [govreport.sample_at(int(i), n=n, seed=self.seed) for i in indices]
+        return govreport.get_batch(self.train, rows, seq_len=self.seq_len)
+
+    def eval_batch(self, indices: Sequence[int]) -> Batch:
+        return govreport.get_batch(self.eval, list(indices), seq_len=self.seq_len)
+
+
+def build_data(cfg: Config, paths: DataPaths) -> BenchmarkData:
+    """The data of a config: GovReport rows for LoRA fine-tuning, token windows otherwise."""
+    if cfg.model.lora_rank > 0:
+        return FinetuneData(cfg, paths)
+    return PretrainData(cfg, paths)
