@@ -161,9 +161,9 @@ class Trainer:
         self.train_samples_per_epoch = self.data.train_samples
         self.model = self.build_model()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(
-            self.model, self.cfg.train, fused=self.device.type == "cuda"
-        )
+        # fused AdamW on a single GPU; foreach (the default) on sharded DTensor parameters
+        fused = self.device.type == "cuda" and not self.env.enabled
+        self.optimizer = build_optimizer(self.model, self.cfg.train, fused=fused)
 
     def model_config(self) -> LlamaConfig:
         overrides: dict[str, int] = {"max_seq_len": self.cfg.train.seq_len}
