@@ -94,7 +94,7 @@ SCALES: dict[str, Scale] = {
         max_steps=OPT_LEARNING_RATE_TRAINING_STEPS,
         eval_every_samples=EVALUATION_FREQUENCY,
         eval_samples=EVAL_SAMPLES,
-        target=4.1,
+        target=4.16,
         data_source="builtin",
         vocab_size=2048,
     ),

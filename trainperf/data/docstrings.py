@@ -38,13 +38,13 @@ from trainperf.data.corpus import (
     split_documents,
 )
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 PROMPT_HEAD = "### Summarize the following code:\n "
 PROMPT_TAIL = "\n ### Summary:\n "
 MAX_SUMMARY_TOKENS = 48  # longer docstrings are dropped, as the reference drops long examples
 MIN_SUMMARY_TOKENS = 3
 MIN_CODE_TOKENS = 16
-TASK_VALID_EVERY = 8  # of the files the base model never saw, every 8th holds validation pairs
+MIN_TRAIN_ROWS = 1000
 
 
 @dataclass(frozen=True)
@@ -106,21 +106,14 @@ def encode_pair(
 
 
 def split_task_documents(corpus_max_bytes: int) -> tuple[list, list]:
-    """(train, validation) source files of the task, from the whole standard library.
-
-    Validation functions come only from files the base model was not pretrained on (outside the
-    built-in corpus's training split), VALID_EVERY-th in path-hash order; no training function
-    comes from a validation file.
-    """
+    """(candidates for validation, the rest) source files of the task, from the whole standard
+    library: validation candidates are the files the base model was not pretrained on (outside
+    the built-in corpus's training split), in path-hash order."""
     root = get_stdlib_root()
     base_train, _ = split_documents(collect_documents(root, max_bytes=corpus_max_bytes))
     seen = {d.relpath for d in base_train}
     everything = collect_documents(root, max_bytes=1 << 40)
-    unseen = [d for d in everything if d.relpath not in seen]
-    valid = {d.relpath for d in unseen[::TASK_VALID_EVERY]}
-    return [d for d in everything if d.relpath not in valid], [
-        d for d in everything if d.relpath in valid
-    ]
+    return [d for d in everything if d.relpath not in seen], base_train
 
 
 def _fingerprint(corpus_manifest: dict, *, seq_len: int, counts: tuple[int, int]) -> str:
@@ -135,22 +128,41 @@ def _fingerprint(corpus_manifest: dict, *, seq_len: int, counts: tuple[int, int]
     return hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()
 
 
-def _rows(
-    pairs: list[Pair], tokenizer: Tokenizer, *, seq_len: int, eod: int, count: int, split: str
-) -> tuple[list[list[int]], list[list[int]]]:
-    ids, labels = [], []
-    for pair in _ordered(pairs):
-        row = encode_pair(tokenizer, pair, seq_len=seq_len, eod=eod)
-        if row is None:
-            continue
-        ids.append(row[0])
-        labels.append(row[1])
-        if len(ids) == count:
-            return ids, labels
-    raise ValueError(
-        f"the built-in corpus gives only {len(ids)} {split} code -> docstring pairs that fit "
-        f"seq_len {seq_len}, {count} wanted; raise data.max_bytes or lower the sample counts"
-    )
+def _rows_of(
+    docs: list, tokenizer: Tokenizer, *, seq_len: int, eod: int
+) -> list[tuple[list[int], list[int]]]:
+    pairs = [p for d in docs for p in extract_pairs(d.relpath, d.text)]
+    rows = (encode_pair(tokenizer, p, seq_len=seq_len, eod=eod) for p in _ordered(pairs))
+    return [r for r in rows if r is not None]
+
+
+def select_rows(
+    unseen: list, seen: list, tokenizer: Tokenizer, *, seq_len: int, eod: int, counts: tuple
+) -> dict[str, list[tuple[list[int], list[int]]]]:
+    """Validation rows from whole unseen files, taken in order until ``counts[1]`` rows fit; train
+    rows from every other file, at most ``counts[0]`` (fewer on a small standard library: the
+    count is logged as train_samples)."""
+    valid, used = [], 0
+    while used < len(unseen) and len(valid) < counts[1]:
+        valid += _rows_of([unseen[used]], tokenizer, seq_len=seq_len, eod=eod)
+        used += 1
+    if len(valid) < counts[1]:
+        raise ValueError(
+            f"the standard library gives only {len(valid)} validation code -> docstring pairs "
+            f"that fit seq_len {seq_len}, {counts[1]} wanted; lower train.eval_samples"
+        )
+    valid = _ordered_rows(valid)[: counts[1]]
+    train = _rows_of(unseen[used:] + seen, tokenizer, seq_len=seq_len, eod=eod)[: counts[0]]
+    if len(train) < MIN_TRAIN_ROWS:
+        raise ValueError(
+            f"the standard library gives only {len(train)} training code -> docstring pairs "
+            f"that fit seq_len {seq_len}; at least {MIN_TRAIN_ROWS} are needed"
+        )
+    return {"train": train, "validation": valid}
+
+
+def _ordered_rows(rows: list) -> list:
+    return sorted(rows, key=lambda r: hashlib.sha256(str(r[0]).encode()).hexdigest())
 
 
 def build_docstring_task(
@@ -171,14 +183,11 @@ def build_docstring_task(
         return out_dir
     tokenizer = Tokenizer.from_file(str(corpus_dir / TOKENIZER_NAME))
     eod = tokenizer.token_to_id(EOD_TOKEN)
-    train_docs, valid_docs = split_task_documents(int(manifest["max_bytes"]))
-    splits = {}
-    for split, docs, count in (
-        ("validation", valid_docs, eval_samples),
-        ("train", train_docs, train_samples),
-    ):
-        pairs = [p for d in docs for p in extract_pairs(d.relpath, d.text)]
-        splits[split] = _rows(pairs, tokenizer, seq_len=seq_len, eod=eod, count=count, split=split)
+    unseen, seen = split_task_documents(int(manifest["max_bytes"]))
+    rows = select_rows(
+        unseen, seen, tokenizer, seq_len=seq_len, eod=eod, counts=(train_samples, eval_samples)
+    )
+    splits = {k: ([r[0] for r in v], [r[1] for r in v]) for k, v in rows.items()}
     tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
