@@ -1,9 +1,6 @@
 """llama2_70b_lora through the real CLI at the tiny scale: runs, the official checker, the score."""
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,29 +16,8 @@ TINY = B.SCALES["tiny"]
 SCALE_DEPENDENT = {"eval_accuracy"}
 
 
-def trainperf(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "trainperf", *args],
-        capture_output=True,
-        text=True,
-        timeout=900,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"trainperf {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def mllog(path: Path) -> list[dict]:
-    return [
-        json.loads(line.split(":::MLLOG ", 1)[1])
-        for line in path.read_text().splitlines()
-        if ":::MLLOG " in line
-    ]
-
-
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
+def results(tmp_path_factory, trainperf) -> Path:
     out = tmp_path_factory.mktemp("runs") / "llama2_70b_lora"
     for seed in SEEDS:
         args = ("run", "llama2_70b_lora", "--results", str(out), "--seed", str(seed))
@@ -54,7 +30,7 @@ def value(recs: list[dict], key: str):
     return found
 
 
-def test_runs_reach_the_target_with_the_mlperf_cadence(results):
+def test_runs_reach_the_target_with_the_mlperf_cadence(results, mllog):
     for i, seed in enumerate(SEEDS):
         recs = mllog(results / f"result_{i}.txt")
         stop = recs[-1]
@@ -90,14 +66,14 @@ def test_official_checker_only_flags_the_target(results, ruleset):
         assert {f.key for f in scale} == SCALE_DEPENDENT == set(B.SCALE_DEPENDENT_KEYS)
 
 
-def test_check_and_score(results):
+def test_check_and_score(results, trainperf):
     proc = trainperf("check", str(results))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     got = json.loads(trainperf("score", str(results), "--json", check=True).stdout)
     assert len(got["runs"]) == len(SEEDS)
 
 
-def test_full_scale_without_data_is_one_clear_error(tmp_path):
+def test_full_scale_without_data_is_one_clear_error(tmp_path, trainperf):
     proc = trainperf("run", "llama2_70b_lora", "--scale", "full", "--data-dir", str(tmp_path))
     assert proc.returncode == 2
     assert "trainperf prepare llama2_70b_lora" in proc.stderr and "Traceback" not in proc.stderr
@@ -108,7 +84,7 @@ def test_full_scale_without_data_is_one_clear_error(tmp_path):
     assert "trainperf prepare llama2_70b_lora" in proc.stderr
 
 
-def test_two_processes_with_fsdp(tmp_path):
+def test_two_processes_with_fsdp(tmp_path, trainperf, mllog):
     """--nproc 2 starts torchrun (gloo on CPU): FSDP2 over 2 ranks, sharded evaluation with an
     odd eval set (21 = 11 + 10 rows), one log written by rank 0."""
     proc = trainperf(

@@ -1,10 +1,7 @@
 """The real CLI on the tiny scale, end to end: three runs, the official checker, the score."""
 
 import json
-import os
 import statistics
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -30,36 +27,15 @@ SCALE_DEPENDENT = {
 TINY = llama31_8b.SCALES["tiny"]
 
 
-def trainperf(*args: str, check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run(
-        [sys.executable, "-m", "trainperf", *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"trainperf {' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}")
-    return proc
-
-
-def mllog(path: Path) -> list[dict]:
-    return [
-        json.loads(line.split(":::MLLOG ", 1)[1])
-        for line in path.read_text().splitlines()
-        if ":::MLLOG " in line
-    ]
-
-
 @pytest.fixture(scope="module")
-def results(tmp_path_factory) -> Path:
+def results(tmp_path_factory, trainperf) -> Path:
     out = tmp_path_factory.mktemp("runs") / "llama31_8b"
     for seed in SEEDS:
         trainperf("run", "--results", str(out), "--seed", str(seed), check=True)
     return out
 
 
-def test_runs_reach_the_target(results):
+def test_runs_reach_the_target(results, mllog):
     for i, seed in enumerate(SEEDS):
         recs = mllog(results / f"result_{i}.txt")
         stop = recs[-1]
@@ -84,7 +60,7 @@ def test_official_checker_only_flags_scale(results, ruleset):
     assert set(llama31_8b.SCALE_DEPENDENT_KEYS) == SCALE_DEPENDENT
 
 
-def test_score_is_the_olympic_mean(results):
+def test_score_is_the_olympic_mean(results, trainperf, mllog):
     proc = trainperf("score", str(results), "--json", check=True)
     got = json.loads(proc.stdout)
     minutes = []
@@ -98,7 +74,7 @@ def test_score_is_the_olympic_mean(results):
     assert "Score" in text and "result_2.txt" in text
 
 
-def test_golden_first_evals(tmp_path):
+def test_golden_first_evals(tmp_path, trainperf, mllog):
     """Pinned eval values of a fixed seed: catches any change of model, data or optimizer
     semantics. Tolerance allows CPU-kernel rounding differences only."""
     golden = json.loads((ASSETS / "golden_tiny_llama31_8b.json").read_text())
@@ -116,7 +92,7 @@ def test_golden_first_evals(tmp_path):
     assert evals == pytest.approx(golden["eval_accuracy"], abs=golden["tolerance"])
 
 
-def test_list_and_help():
+def test_list_and_help(trainperf):
     out = trainperf("list", check=True).stdout
     assert "llama31_8b" in out and "tiny" in out and "full" in out
     for cmd in ("list", "prepare", "run", "score"):
@@ -138,14 +114,14 @@ def test_list_and_help():
         ),
     ],
 )
-def test_bad_input_one_clear_line(args, fragment):
+def test_bad_input_one_clear_line(args, fragment, trainperf):
     proc = trainperf(*args)
     assert proc.returncode == 2
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_unwritable_results_dir(tmp_path):
+def test_unwritable_results_dir(tmp_path, trainperf):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
     proc = trainperf("run", "--no-progress", "--results", str(blocker / "sub"))
@@ -153,14 +129,14 @@ def test_unwritable_results_dir(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_score_without_logs(tmp_path):
+def test_score_without_logs(tmp_path, trainperf):
     proc = trainperf("score", str(tmp_path))
     assert proc.returncode == 2 and "no result_*.txt files" in proc.stderr
     proc = trainperf("score", str(tmp_path / "missing"))
     assert proc.returncode == 2 and "not a folder" in proc.stderr
 
 
-def test_check_separates_scale_from_structure(results):
+def test_check_separates_scale_from_structure(results, trainperf):
     proc = trainperf("check", str(results))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
@@ -173,7 +149,7 @@ def test_check_separates_scale_from_structure(results):
     assert any("RCP check not applicable" in n for n in got["notes"])
 
 
-def test_estimate_reproduces_the_nvidia_recipe():
+def test_estimate_reproduces_the_nvidia_recipe(trainperf):
     args = [
         "estimate",
         "--model",
@@ -247,14 +223,14 @@ def test_estimate_reproduces_the_nvidia_recipe():
         (["score", ".", "--ruleset", "9.9.9"], "unknown ruleset '9.9.9'"),
     ],
 )
-def test_results_commands_bad_input(args, fragment):
+def test_results_commands_bad_input(args, fragment, trainperf):
     proc = trainperf(*args)
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert fragment in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_score_several_folders(results):
+def test_score_several_folders(results, trainperf):
     got = json.loads(trainperf("score", str(results), str(results), "--json", check=True).stdout)
     assert isinstance(got, list) and len(got) == 2
     assert got[0]["score_minutes"] == got[1]["score_minutes"] is not None

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import mlperf_logging
 import pytest
-import yaml
 
 from trainperf.benchmarks import get_default_config
 from trainperf.benchmarks import llama2_70b_lora as B
@@ -16,18 +15,9 @@ PKG = Path(mlperf_logging.__file__).parent
 CHECKER = PKG / "compliance_checker"
 
 
-def closed_rules(ruleset: str) -> dict:
-    text = (CHECKER / f"training_{ruleset}" / "closed_llama2_70b_lora.yaml").read_text()
-    return {r["KEY"]["NAME"]: r["KEY"] for r in yaml.safe_load(text) if "KEY" in r}
-
-
-def passes(check: str, value, state: dict | None = None) -> bool:
-    return bool(eval(check.strip(), {"s": state or {}, "math": math}, {"v": {"value": value}}))
-
-
 @pytest.mark.parametrize("ruleset", B.RULESETS)
-def test_constants_satisfy_closed_yaml(ruleset):
-    rules = closed_rules(ruleset)
+def test_constants_satisfy_closed_yaml(ruleset, closed_rules, passes):
+    rules = closed_rules("llama2_70b_lora", ruleset)
     assert passes(rules["lora_rank"]["CHECK"], B.LORA_RANK)
     assert not passes(rules["lora_rank"]["CHECK"], 8)
     eval_rule = rules["eval_accuracy"]["ATLEAST_ONE_CHECK"]
@@ -37,8 +27,8 @@ def test_constants_satisfy_closed_yaml(ruleset):
 
 @pytest.mark.parametrize("ruleset", B.RULESETS)
 @pytest.mark.parametrize("scale", list(B.SCALES))
-def test_logged_hyperparameters_cover_the_yaml(ruleset, scale):
-    rules = closed_rules(ruleset)
+def test_logged_hyperparameters_cover_the_yaml(ruleset, scale, closed_rules, passes):
+    rules = closed_rules("llama2_70b_lora", ruleset)
     cfg = B.resolve_config(get_default_config("llama2_70b_lora", scale))
     state: dict = {}
     for key, value in B.hyperparameter_events(cfg):

@@ -4,7 +4,6 @@ from pathlib import Path
 
 import mlperf_logging
 import pytest
-import yaml
 
 from trainperf.benchmarks import get_benchmark, get_default_config
 from trainperf.benchmarks import llama31_8b as B
@@ -12,20 +11,9 @@ from trainperf.benchmarks import llama31_8b as B
 CHECKER = Path(mlperf_logging.__file__).parent / "compliance_checker"
 
 
-def closed_rules(ruleset: str) -> dict:
-    text = (CHECKER / f"training_{ruleset}" / "closed_llama31_8b.yaml").read_text()
-    return {r["KEY"]["NAME"]: r["KEY"] for r in yaml.safe_load(text) if "KEY" in r}
-
-
-def passes(check: str, value, state: dict | None = None) -> bool:
-    import math
-
-    return bool(eval(check.strip(), {"s": state or {}, "math": math}, {"v": {"value": value}}))
-
-
 @pytest.mark.parametrize("ruleset", B.RULESETS)
-def test_constants_satisfy_closed_yaml(ruleset):
-    rules = closed_rules(ruleset)
+def test_constants_satisfy_closed_yaml(ruleset, closed_rules, passes):
+    rules = closed_rules("llama31_8b", ruleset)
     constants = {
         "max_sequence_length": B.MAX_SEQUENCE_LENGTH,
         "opt_name": B.OPT_NAME,
@@ -46,8 +34,8 @@ def test_constants_satisfy_closed_yaml(ruleset):
 
 
 @pytest.mark.parametrize("ruleset", B.RULESETS)
-def test_full_scale_hyperparameters_satisfy_closed_yaml(ruleset):
-    rules = closed_rules(ruleset)
+def test_full_scale_hyperparameters_satisfy_closed_yaml(ruleset, closed_rules, passes):
+    rules = closed_rules("llama31_8b", ruleset)
     cfg = get_default_config("llama31_8b", "full")
     state: dict = {}
     for key, value in B.hyperparameter_events(cfg):
