@@ -1,21 +1,36 @@
 """Training and validation samples with the semantics of Megatron's GPTDataset.
 
-The MLPerf llama31_8b reference (NeMo over ``megatron.core.datasets.gpt_dataset``) reads C4 as
-one token stream: documents are concatenated with no separator and no attention mask at their
-boundaries, every token is in the loss, and the stream is cut into windows of ``seq_len + 1``
-tokens (inputs ``[:-1]``, labels ``[1:]``) where consecutive windows share one token. Three index
-arrays reproduce Megatron's ``_build_document_sample_shuffle_indices``:
+The MLPerf llama31_8b reference (NeMo ``PreTrainingDataModule`` over megatron-core's
+``GPTDataset``, ``pretrain_llama31.py::get_data``) reads C4 as one token stream: documents are
+concatenated with no separator (``reset_attention_mask=False``: attention crosses document
+boundaries), every token is in the loss (``eod_mask_loss=False``), and the stream is cut into
+windows of ``seq_len + 1`` tokens (``add_extra_token_to_sequence``: inputs ``[:-1]``, labels
+``[1:]``) where consecutive windows share one token. Three index arrays reproduce megatron-core's
+``GPTDataset._build_document_sample_shuffle_indices`` draw for draw:
 
-- document index: the order documents are concatenated in, one shuffled permutation per epoch;
-- sample index: where each window starts, as (position in the document index, token offset);
-- shuffle index: the order windows are visited in.
+- document index (int32): the documents tiled once per epoch and shuffled as one block by
+  ``numpy.random.RandomState(seed)`` (megatron ``_build_document_index``), the final epoch
+  shuffled on its own when it is needed for fewer than 80% of its samples;
+- sample index: where each window starts, as (position in the document index, token offset)
+  (megatron ``helpers.build_sample_idx``; ours stores the starts only, the window length is
+  fixed);
+- shuffle index: the order windows are visited in, drawn after the document index from the same
+  RandomState (megatron ``_build_shuffle_index``).
 
-Indices are built in memory (Megatron caches them to ``.npy`` files; ours are cheap to rebuild).
+``tests/unit/data/test_megatron_parity.py`` checks every window against megatron-core itself.
+The reference asks for ``trainer.max_steps x GBS`` samples (1,200,000 x GBS at full scale, about
+17 epochs of shard en_6), so the indices reach gigabytes: they are built in chunks and cached as
+``.npy`` files (memory-mapped on reuse), as megatron caches them in ``index_mapping_dir``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 from collections.abc import Sequence
+from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -25,21 +40,159 @@ from trainperf.data.indexed import IndexedDataset
 # Megatron: when the last epoch is needed for fewer than 80% of its samples, its samples are
 # shuffled separately, so the run sees every full epoch's samples before the partial epoch's.
 SEPARATE_FINAL_EPOCH_THRESHOLD = 0.80
+_CHUNK_DOCUMENTS = 1 << 24  # documents per step of the chunked sample-index build
+_CACHE_FORMAT = 1  # bump when the cached arrays change meaning
 
 
-def build_sample_index(doc_sizes: np.ndarray, *, seq_len: int, num_samples: int) -> np.ndarray:
-    """(num_samples, 2) int64: (document position, offset) where window ``i`` starts.
+class GPTIndices(NamedTuple):
+    document_index: np.ndarray  # (epochs * documents,) int32: stream order of the documents
+    sample_index: np.ndarray  # (samples, 2): (document-index position, offset) of each start
+    shuffle_index: np.ndarray  # (samples,): visiting order of the windows
 
-    ``doc_sizes`` are the token counts of the documents in stream order. Window ``i`` starts at
-    stream token ``i * seq_len`` and spans ``seq_len + 1`` tokens (Megatron's add_extra_token).
+
+def get_num_epochs(tokens_per_epoch: int, *, seq_len: int, num_samples: int) -> int:
+    """Megatron ``_get_num_epochs``: the fewest epochs whose tokens hold ``num_samples`` windows
+    (``num_samples * seq_len + 1`` tokens, the +1 being the last window's extra label token)."""
+    return max(1, -(-(num_samples * seq_len + 1) // tokens_per_epoch))
+
+
+def build_document_index(
+    num_documents: int, *, num_epochs: int, rng: np.random.RandomState, separate_final: bool
+) -> np.ndarray:
+    """Megatron ``_build_document_index``: ``num_epochs`` copies of ``0..num_documents-1`` shuffled
+    as one block (a document may come twice before another comes once), or the first
+    ``num_epochs - 1`` copies as one block followed by the final epoch shuffled alone."""
+    if separate_final and num_epochs > 1:
+        first = build_document_index(
+            num_documents, num_epochs=num_epochs - 1, rng=rng, separate_final=False
+        )
+        last = build_document_index(num_documents, num_epochs=1, rng=rng, separate_final=False)
+        return np.concatenate([first, last])
+    index = np.tile(np.arange(num_documents, dtype=np.int32), num_epochs)
+    rng.shuffle(index)  # same draws as megatron's shuffle of its int32 copy
+    return index
+
+
+def build_sample_index(
+    doc_sizes: np.ndarray, document_index: np.ndarray, *, seq_len: int, num_samples: int
+) -> np.ndarray:
+    """(num_samples, 2): (document-index position, offset) where window ``i`` starts.
+
+    ``doc_sizes[d]`` is the token count of document ``d``. Window ``i`` starts at stream token
+    ``i * seq_len`` and spans ``seq_len + 1`` tokens; a start on a document boundary belongs to
+    the next non-empty document, as in megatron's ``build_sample_idx``. Walks the document index
+    in chunks, so memory stays bounded for billions of stream positions.
     """
-    ends = np.cumsum(doc_sizes, dtype=np.int64)  # stream position just past each document
-    assert num_samples * seq_len + 1 <= (ends[-1] if len(ends) else 0), "stream too short"
-    starts = np.arange(num_samples, dtype=np.int64) * seq_len
-    # The first document that ends after the start; empty documents (end == start) are skipped.
-    positions = np.searchsorted(ends, starts, side="right")
-    offsets = starts - (ends[positions] - doc_sizes[positions])
-    return np.stack([positions, offsets], axis=1)
+    dtype = np.int32 if len(document_index) < 2**31 else np.int64
+    out = np.empty((num_samples, 2), dtype=dtype)
+    base = 0  # stream position where the chunk starts
+    done = 0  # windows placed so far
+    for first in range(0, len(document_index), _CHUNK_DOCUMENTS):
+        if done == num_samples:
+            break
+        sizes = doc_sizes[document_index[first : first + _CHUNK_DOCUMENTS]].astype(np.int64)
+        ends = base + np.cumsum(sizes)
+        stop = int(ends[-1]) if len(ends) else base
+        # windows starting in [base, stop): i * seq_len in that range
+        last = min(num_samples, -(-stop // seq_len))
+        starts = np.arange(done, last, dtype=np.int64) * seq_len
+        local = np.searchsorted(ends, starts, side="right")
+        out[done:last, 0] = first + local
+        out[done:last, 1] = starts - (ends[local] - sizes[local])
+        done, base = last, stop
+    assert done == num_samples, "document stream too short for the requested windows"
+    return out
+
+
+def build_shuffle_index(num_samples: int, total: int, rng: np.random.RandomState) -> np.ndarray:
+    """Megatron ``_build_shuffle_index``: ``0..num_samples-1`` shuffled, then (when the final
+    epoch is separate) ``num_samples..total-1`` shuffled after it."""
+    dtype = np.uint32 if total < np.iinfo(np.uint32).max - 1 else np.int64
+    first = np.arange(num_samples, dtype=dtype)
+    rng.shuffle(first)
+    if num_samples == total:
+        return first
+    last = np.arange(num_samples, total, dtype=dtype)
+    rng.shuffle(last)
+    return np.concatenate([first, last])
+
+
+def build_indices(sizes: np.ndarray, *, seq_len: int, seed: int, num_samples: int) -> GPTIndices:
+    """The three GPTDataset indices for ``num_samples`` training windows over documents of
+    ``sizes`` tokens, seeded by the run seed (megatron ``config.random_seed``)."""
+    tokens_per_epoch = int(sizes.sum(dtype=np.int64))
+    num_epochs = get_num_epochs(tokens_per_epoch, seq_len=seq_len, num_samples=num_samples)
+    per_epoch = (tokens_per_epoch - 1) // seq_len
+    before_final = ((num_epochs - 1) * tokens_per_epoch - 1) // seq_len
+    separate = num_epochs > 1 and num_samples - before_final < int(
+        SEPARATE_FINAL_EPOCH_THRESHOLD * per_epoch
+    )
+    rng = np.random.RandomState(seed)
+    document_index = build_document_index(
+        len(sizes), num_epochs=num_epochs, rng=rng, separate_final=separate
+    )
+    total = (num_epochs * tokens_per_epoch - 1) // seq_len
+    sample_index = build_sample_index(sizes, document_index, seq_len=seq_len, num_samples=total)
+    shuffle_index = build_shuffle_index(before_final if separate else total, total, rng)
+    return GPTIndices(document_index, sample_index, shuffle_index)
+
+
+def load_or_build_indices(
+    dataset: IndexedDataset,
+    *,
+    seq_len: int,
+    seed: int,
+    num_samples: int,
+    cache_dir: Path | None,
+) -> GPTIndices:
+    """``build_indices`` for ``dataset``, cached in ``cache_dir`` (None: not cached).
+
+    Files are named by a hash of what determines them (data files, seq_len, seed, num_samples) and
+    written under temporary names then renamed, the description last: a crash never leaves a
+    cache entry that looks complete. Reuse memory-maps them.
+    """
+    if cache_dir is None:
+        return build_indices(dataset.sizes, seq_len=seq_len, seed=seed, num_samples=num_samples)
+    description = _describe(dataset, seq_len=seq_len, seed=seed, num_samples=num_samples)
+    key = hashlib.md5(json.dumps(description, sort_keys=True).encode()).hexdigest()
+    base = Path(cache_dir) / f"{key}-{dataset.prefix.name}"
+    names = [Path(f"{base}-{field}.npy") for field in GPTIndices._fields]
+    described = Path(f"{base}-description.json")
+    if described.is_file() and all(p.is_file() for p in names):
+        try:
+            return GPTIndices(*(np.load(p, mmap_mode="r") for p in names))
+        except (ValueError, OSError):
+            pass  # unreadable cache entry: rebuild it below
+    indices = build_indices(dataset.sizes, seq_len=seq_len, seed=seed, num_samples=num_samples)
+    Path(cache_dir).mkdir(parents=True, exist_ok=True)
+    for path, array in zip([*names, described], [*indices, None]):
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        try:
+            if array is None:
+                tmp.write_text(json.dumps(description, indent=1, sort_keys=True))
+            else:
+                with open(tmp, "wb") as f:
+                    np.save(f, array)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return indices
+
+
+def _describe(dataset: IndexedDataset, *, seq_len: int, seed: int, num_samples: int) -> dict:
+    stat = dataset.index_path.stat()
+    return {
+        "format": _CACHE_FORMAT,
+        "class": "GPTTrainDataset",
+        "index_file": str(dataset.index_path.resolve()),
+        "index_bytes": stat.st_size,
+        "index_mtime_ns": stat.st_mtime_ns,
+        "sequences": len(dataset),
+        "tokens": int(dataset.num_tokens),
+        "seq_len": seq_len,
+        "seed": seed,
+        "num_samples": num_samples,
+    }
 
 
 def read_window(
@@ -61,13 +214,19 @@ def read_window(
 class GPTTrainDataset:
     """Shuffled training windows over ``dataset``: ``ds[i]`` is (seq_len + 1,) int64 tokens.
 
-    Deterministic in ``seed``: one ``numpy.random.RandomState(seed)`` draws the per-epoch document
-    permutations first and then the sample shuffle, as Megatron draws both from one RandomState
-    seeded with the run's seed. Enough epochs are built to cover ``num_samples``.
+    Sample ``i`` is megatron GPTDataset's sample ``i`` for the same seed, seq_len and
+    ``num_samples`` (the reference passes ``max_steps x global_batch_size``). Enough epochs are
+    built to cover ``num_samples``. ``cache_dir`` keeps the indices between runs.
     """
 
     def __init__(
-        self, dataset: IndexedDataset, *, seq_len: int, seed: int, num_samples: int
+        self,
+        dataset: IndexedDataset,
+        *,
+        seq_len: int,
+        seed: int,
+        num_samples: int,
+        cache_dir: Path | None = None,
     ) -> None:
         if seq_len <= 0 or num_samples <= 0:
             raise ValueError(f"seq_len({seq_len}) and num_samples({num_samples}) must be positive")
@@ -82,37 +241,10 @@ class GPTTrainDataset:
         self.seq_len = seq_len
         self.seed = seed
         self.num_samples = num_samples
-        # Megatron _get_num_epochs: the smallest count with (epochs * tokens - 1) // seq_len
-        # >= num_samples (the -1 is the extra label token of the last window).
-        self.num_epochs = -(-(num_samples * seq_len + 1) // tokens_per_epoch)
-        rng = np.random.RandomState(seed)
-        self.document_index = self._build_document_index(rng)
-        total = (self.num_epochs * tokens_per_epoch - 1) // seq_len
-        self.sample_index = build_sample_index(
-            dataset.sizes[self.document_index].astype(np.int64), seq_len=seq_len, num_samples=total
+        self.num_epochs = get_num_epochs(tokens_per_epoch, seq_len=seq_len, num_samples=num_samples)
+        self.document_index, self.sample_index, self.shuffle_index = load_or_build_indices(
+            dataset, seq_len=seq_len, seed=seed, num_samples=num_samples, cache_dir=cache_dir
         )
-        self.shuffle_index = self._build_shuffle_index(rng, total, tokens_per_epoch)
-
-    def _build_document_index(self, rng: np.random.RandomState) -> np.ndarray:
-        # One permutation per epoch, concatenated: every document once per epoch. (Megatron
-        # shuffles all full epochs as one block, so a document may appear twice before another
-        # appears once; per-epoch permutations keep epochs whole, which the tests rely on.)
-        n = len(self.dataset)
-        return np.concatenate([rng.permutation(n) for _ in range(self.num_epochs)]).astype(np.int64)
-
-    def _build_shuffle_index(
-        self, rng: np.random.RandomState, total: int, tokens_per_epoch: int
-    ) -> np.ndarray:
-        # Megatron _build_shuffle_index with its separate_final_epoch rule.
-        if self.num_epochs == 1:
-            return rng.permutation(total).astype(np.int64)
-        before_final = ((self.num_epochs - 1) * tokens_per_epoch - 1) // self.seq_len
-        per_epoch = (tokens_per_epoch - 1) // self.seq_len
-        if self.num_samples - before_final >= int(SEPARATE_FINAL_EPOCH_THRESHOLD * per_epoch):
-            return rng.permutation(total).astype(np.int64)
-        first = rng.permutation(before_final)
-        last = before_final + rng.permutation(total - before_final)
-        return np.concatenate([first, last]).astype(np.int64)
 
     def __len__(self) -> int:
         return self.num_samples
@@ -133,9 +265,11 @@ class GPTTrainDataset:
 class GPTEvalDataset:
     """The first ``num_samples`` windows of the validation documents, in document order.
 
-    MLPerf llama31_8b: "we use the first 1024 sequences of the validation set, we do not
-    shuffle" (newer Megatron also skips the shuffle outside the train split). Windows are built
-    exactly like training windows: seq_len + 1 tokens, overlapping by one. No seed.
+    The MLPerf llama31_8b README: "we are using the first 1024 sequences ... from the validation
+    dataset ... We do not shuffle the validation dataset". (A megatron GPTDataset would build a
+    seeded shuffle for the validation split too; the README's rule wins, so the evaluation set is
+    the same for every seed.) Windows are built exactly like training windows: seq_len + 1
+    tokens over the documents in file order, overlapping by one.
     """
 
     def __init__(self, dataset: IndexedDataset, *, seq_len: int, num_samples: int) -> None:
@@ -153,7 +287,7 @@ class GPTEvalDataset:
         self.num_samples = num_samples
         self.document_index = np.arange(len(dataset), dtype=np.int64)
         self.sample_index = build_sample_index(
-            dataset.sizes.astype(np.int64), seq_len=seq_len, num_samples=num_samples
+            dataset.sizes, self.document_index, seq_len=seq_len, num_samples=num_samples
         )
 
     def __len__(self) -> int:

@@ -21,7 +21,7 @@ from trainperf.config import Config
 from trainperf.data import govreport
 from trainperf.data.gpt_dataset import GPTEvalDataset, GPTTrainDataset, get_batch
 from trainperf.data.indexed import IndexedDataset
-from trainperf.data.prepare import DataPaths
+from trainperf.data.prepare import DataPaths, index_cache_dir
 
 Batch = tuple[torch.Tensor, torch.Tensor]  # inputs (B, T) int64, labels (B, T) int64
 
@@ -52,7 +52,9 @@ class PretrainData:
             train_tokens,
             seq_len=t.seq_len,
             seed=t.seed,
+            # what the reference's PreTrainingDataModule asks megatron for: max_steps x GBS
             num_samples=t.max_steps * t.global_batch_size,
+            cache_dir=index_cache_dir(paths),
         )
         self.eval = GPTEvalDataset(valid_tokens, seq_len=t.seq_len, num_samples=t.eval_samples)
         # sequences in one pass over the training tokens

@@ -37,6 +37,7 @@ from trainperf.train.batches import Batch, build_data
 from trainperf.train.distributed import (
     DistEnv,
     all_reduce_sum,
+    barrier,
     broadcast_value,
     local_device,
 )
@@ -157,7 +158,13 @@ class Trainer:
 
     # ---- setup (inside init_start .. init_stop) ----------------------------------------------
     def setup(self) -> None:
-        self.data = build_data(self.cfg, self.paths)
+        # Rank 0 builds (and caches) the sample indices first; the other ranks then load them
+        # instead of each building gigabytes of the same arrays at once.
+        if self.env.is_main:
+            self.data = build_data(self.cfg, self.paths)
+        barrier(self.env)
+        if not self.env.is_main:
+            self.data = build_data(self.cfg, self.paths)
         self.train_samples_per_epoch = self.data.train_samples
         self.model = self.build_model()
         self.params = [p for p in self.model.parameters() if p.requires_grad]

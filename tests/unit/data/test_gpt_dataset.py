@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from trainperf.data import gpt_dataset
 from trainperf.data.gpt_dataset import GPTEvalDataset, GPTTrainDataset, get_batch
 from trainperf.data.indexed import IndexedDataset, write_indexed_dataset
 
@@ -47,16 +48,70 @@ def test_windows_overlap_by_one_and_reproduce_the_stream(dataset: IndexedDataset
             assert unshuffled[j][-1] == unshuffled[j + 1][0]
 
 
-def test_each_epoch_is_a_permutation_of_the_documents(dataset: IndexedDataset) -> None:
+def test_epochs_are_shuffled_as_one_block(dataset: IndexedDataset) -> None:
+    # Megatron _build_document_index: every document once per epoch overall, but the epochs are
+    # shuffled together, so a document may come twice before another comes once.
     ds = GPTTrainDataset(
         dataset, seq_len=SEQ_LEN, seed=7, num_samples=3 * samples_per_epoch(dataset)
     )
     n = len(SIZES)
-    assert len(ds.document_index) == ds.num_epochs * n
-    epochs = ds.document_index.reshape(ds.num_epochs, n)
-    for epoch in epochs:
-        assert sorted(epoch.tolist()) == list(range(n))
-    assert not all((epoch == epochs[0]).all() for epoch in epochs[1:])
+    assert ds.num_epochs == 3 and ds.document_index.dtype == np.int32
+    counts = np.bincount(ds.document_index, minlength=n)
+    assert counts.tolist() == [3] * n
+    first_epoch = ds.document_index[:n]
+    assert sorted(first_epoch.tolist()) != list(range(n))  # seed 7 mixes the epochs
+
+
+def test_every_window_start_covers_the_stream_once(dataset: IndexedDataset) -> None:
+    # All windows together tile the whole multi-epoch stream: each stream token is the start
+    # part (first seq_len tokens) of exactly one window.
+    ds = GPTTrainDataset(
+        dataset, seq_len=SEQ_LEN, seed=11, num_samples=2 * samples_per_epoch(dataset)
+    )
+    total = len(ds.shuffle_index)
+    assert sorted(ds.shuffle_index.tolist()) == list(range(total))
+    stream = get_stream(dataset, ds.document_index)
+    for j in range(total):
+        position, offset = ds.sample_index[j]
+        start = int(np.asarray(dataset.sizes)[ds.document_index[:position]].sum()) + int(offset)
+        assert start == j * SEQ_LEN
+    assert len(stream) - total * SEQ_LEN <= SEQ_LEN
+
+
+def test_chunked_sample_index_equals_one_pass(
+    dataset: IndexedDataset, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    whole = GPTTrainDataset(dataset, seq_len=SEQ_LEN, seed=5, num_samples=40)
+    monkeypatch.setattr(gpt_dataset, "_CHUNK_DOCUMENTS", 3)
+    chunked = GPTTrainDataset(dataset, seq_len=SEQ_LEN, seed=5, num_samples=40)
+    np.testing.assert_array_equal(whole.sample_index, chunked.sample_index)
+
+
+def test_indices_are_cached_and_reused(dataset: IndexedDataset, tmp_path: Path) -> None:
+    cache = tmp_path / "index_cache"
+    first = GPTTrainDataset(dataset, seq_len=SEQ_LEN, seed=3, num_samples=30, cache_dir=cache)
+    files = sorted(p.name for p in cache.iterdir())
+    assert len(files) == 4 and not any(".tmp-" in f for f in files)
+    assert any(f.endswith("-description.json") for f in files)
+    again = GPTTrainDataset(dataset, seq_len=SEQ_LEN, seed=3, num_samples=30, cache_dir=cache)
+    assert isinstance(again.shuffle_index, np.memmap)  # loaded, not rebuilt
+    for a, b in zip(
+        (first.document_index, first.sample_index, first.shuffle_index),
+        (again.document_index, again.sample_index, again.shuffle_index),
+    ):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(get_batch(first, range(30)), get_batch(again, range(30)))
+    GPTTrainDataset(dataset, seq_len=SEQ_LEN, seed=4, num_samples=30, cache_dir=cache)
+    assert len(list(cache.iterdir())) == 8  # another seed is another entry
+
+
+def test_incomplete_cache_entry_is_rebuilt(dataset: IndexedDataset, tmp_path: Path) -> None:
+    cache = tmp_path / "index_cache"
+    ds = GPTTrainDataset(dataset, seq_len=SEQ_LEN, seed=3, num_samples=30, cache_dir=cache)
+    shuffle = next(cache.glob("*-shuffle_index.npy"))
+    shuffle.write_bytes(b"\x93NUMPY truncated")
+    again = GPTTrainDataset(dataset, seq_len=SEQ_LEN, seed=3, num_samples=30, cache_dir=cache)
+    np.testing.assert_array_equal(ds.shuffle_index, again.shuffle_index)
 
 
 def test_seed_decides_the_order(dataset: IndexedDataset) -> None:
