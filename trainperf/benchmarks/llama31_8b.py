@@ -36,6 +36,12 @@ EVALUATION_FREQUENCY = 12288  # samples, rounded up to a multiple of the global 
 SUBMISSION_RUNS = 10  # mlperf_logging benchmark_meta result-file count
 LOSS_REDUCTION = "token"  # log perplexity: mean cross entropy over every token of the eval set
 
+# --- data sources: the reference README "Download Preprocessed Data" (MLCommons R2 storage) ------
+DATASET_URI = (
+    "https://training.mlcommons-storage.org/metadata/llama-3-1-8b-preprocessed-c4-dataset.uri"
+)
+TOKENIZER_URI = "https://training.mlcommons-storage.org/metadata/llama-3-1-8b-tokenizer.uri"
+
 # RCP hyperparameters (rcp_checker/training_6.0.0/rcps_llama31_8b.json): GBS -> (LR, warmup
 # samples). Warmup steps = warmup samples / GBS.
 RCP_HYPERPARAMETERS: dict[int, tuple[float, int]] = {

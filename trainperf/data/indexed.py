@@ -222,6 +222,11 @@ class IndexedDataset:
     def __len__(self) -> int:
         return len(self.sizes)
 
+    @property
+    def tokens(self) -> np.ndarray:
+        """All tokens of the .bin as one read-only memory-mapped array."""
+        return self._tokens[: self.num_tokens]
+
     def get(self, i: int, *, offset: int = 0, length: int | None = None) -> np.ndarray:
         """Tokens ``[offset, offset + length)`` of sequence ``i`` (to its end if length is None).
 

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from trainperf.config import Config
+from trainperf.data.c4 import TRAIN_PREFIX as C4_TRAIN_PREFIX
+from trainperf.data.c4 import VALID_PREFIX as C4_VALID_PREFIX
 
-# File prefixes of the MLPerf preprocessed C4 (Megatron .bin/.idx) as the llama31_8b reference
-# names them: it trains on the merged shard en_6 only and validates on the first 91,205 documents.
-C4_TRAIN_PREFIX = "c4-train.en_6_text_document"
-C4_VALID_PREFIX = "c4-validation-91205-samples.en_text_document"
 BUILTIN_TRAIN_PREFIX = "train_text_document"
 BUILTIN_VALID_PREFIX = "valid_text_document"
 GOVREPORT_DIRNAME = "scrolls_gov_report_8k"  # the MLPerf dataset folder name
@@ -82,7 +81,26 @@ def data_paths(cfg: Config) -> DataPaths:
         return DataPaths(
             dataset, dataset / "train", dataset / "validation", root / "model", root / "model"
         )
-    return DataPaths(root, root / C4_TRAIN_PREFIX, root / C4_VALID_PREFIX, root / "tokenizer")
+    c4 = c4_root(root)
+    return DataPaths(c4, c4 / C4_TRAIN_PREFIX, c4 / C4_VALID_PREFIX, root / "tokenizer")
+
+
+def c4_root(folder: Path) -> Path:
+    """Where the C4 .bin/.idx files are: ``folder/data`` (the layout ``prepare`` writes, beside
+    ``tokenizer/``, as in the reference README) or ``folder`` itself when they lie there."""
+    if Path(f"{folder / C4_TRAIN_PREFIX}.idx").exists():
+        return folder
+    return folder / "data"
+
+
+def index_cache_dir(paths: DataPaths) -> Path:
+    """Where the training sample indices are cached: ``index_cache/`` beside the training data
+    (megatron's ``index_mapping_dir``), or trainperf's cache when that folder is read-only."""
+    beside = paths.train_prefix.parent / "index_cache"
+    if os.access(beside if beside.is_dir() else beside.parent, os.W_OK):
+        return beside
+    key = hashlib.md5(str(paths.train_prefix.resolve()).encode()).hexdigest()[:12]
+    return cache_root() / "index_cache" / key
 
 
 def missing_files(paths: DataPaths, cfg: Config | None = None) -> list[Path]:
@@ -149,7 +167,7 @@ def prepare_data(cfg: Config, *, progress: bool = True) -> DataPaths:
     if missing := missing_files(paths):
         raise ValueError(
             f"C4 data for {cfg.benchmark} not found in {paths.root} (missing {missing[0].name}); "
-            f"put the MLPerf preprocessed C4 files ({C4_TRAIN_PREFIX}.{{bin,idx}} and "
-            f"{C4_VALID_PREFIX}.{{bin,idx}}) there and pass --data-dir, or use --scale tiny"
+            f"run `trainperf prepare {cfg.benchmark} --scale {cfg.scale} --data-dir "
+            f"{data_dir(cfg)}` (downloads the MLPerf preprocessed C4, ~80 GB), or use --scale tiny"
         )
     return paths
