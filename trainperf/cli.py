@@ -50,6 +50,36 @@ def build_parser() -> argparse.ArgumentParser:
     _add_bench_args(p)
     p.add_argument("--verify", action="store_true", help="only verify what is there")
     p.add_argument("--skip-model", action="store_true", help="data only, no base model")
+    p.add_argument(
+        "--raw-c4",
+        metavar="DIR",
+        help="llama31_8b: tokenize raw allenai/c4 en JSON (c4-*.json.gz) from DIR instead of "
+        "downloading the preprocessed files",
+    )
+    p.add_argument(
+        "--tokenizer",
+        metavar="DIR",
+        help="with --raw-c4: Hugging Face tokenizer folder (default: download the MLPerf one)",
+    )
+    p.add_argument("--dataset-uri", help="MLCommons .uri of the dataset (default: the rules')")
+    p.add_argument("--tokenizer-uri", help="MLCommons .uri of the tokenizer (default: the rules')")
+    p.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
+
+    p = sub.add_parser(
+        "download",
+        help="download and verify any MLCommons dataset from its .uri (the R2 downloader)",
+        description="Fetch URI (https://…/metadata/<name>.uri), then every file its <name>.md5 "
+        "lists, into DIR: in parallel, resuming partial files, retrying transient errors, "
+        "checking each MD5. Protected datasets read CF_ACCESS_CLIENT_ID + "
+        "CF_ACCESS_CLIENT_SECRET or CF_ACCESS_TOKEN. Exit 0 only when every file is verified.",
+    )
+    p.add_argument("uri", metavar="URI")
+    p.add_argument("-d", "--dir", type=Path, required=True, help="download folder")
+    p.add_argument(
+        "--include", action="append", metavar="GLOB", help="only files matching (repeatable)"
+    )
+    p.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
+    p.add_argument("--verify", action="store_true", help="only check DIR against its .md5 list")
 
     p = sub.add_parser(
         "run",
@@ -157,13 +187,23 @@ def cmd_list(_: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
+    from trainperf.benchmarks import llama31_405b
     from trainperf.data.prepare import prepare_data
 
+    if args.benchmark == llama31_405b.SUBMISSION_BENCHMARK and args.benchmark not in BENCHMARKS:
+        return _prepare_405b_data(args)
     cfg = get_default_config(args.benchmark, args.scale)
     if args.data_dir:
         cfg = apply_overrides(cfg, [f"data.data_dir={args.data_dir}"])
     if cfg.data.source == "govreport":
         return _prepare_govreport(cfg, verify_only=args.verify, skip_model=args.skip_model)
+    if cfg.data.source == "c4":
+        return _prepare_c4(cfg, args)
+    if args.raw_c4:
+        raise ValueError(
+            f"--raw-c4 prepares the full-scale C4 data; {cfg.benchmark} --scale {cfg.scale} uses "
+            f"{cfg.data.source} data: add --scale full"
+        )
     paths = prepare_data(cfg, progress=True)
     if paths.model_dir is not None and not args.skip_model:
         from trainperf.train.base_model import prepare_base_model
@@ -198,6 +238,113 @@ def _prepare_govreport(cfg: Config, *, verify_only: bool, skip_model: bool) -> i
     if not skip_model:
         _verify_base_model(cfg, model)
     stdout.print(f"{cfg.benchmark}: data ready in {root}")
+    return 0
+
+
+def _prepare_c4(cfg: Config, args: argparse.Namespace) -> int:
+    from trainperf.benchmarks import get_benchmark
+    from trainperf.data import c4, mlcommons
+    from trainperf.data.prepare import data_dir, data_paths
+
+    bench = get_benchmark(cfg.benchmark)
+    root = data_dir(cfg)
+    dataset_uri = args.dataset_uri or bench.DATASET_URI
+    tokenizer_uri = args.tokenizer_uri or bench.TOKENIZER_URI
+    log = _plain
+    data, tokenizer = root / "data", root / "tokenizer"
+    if not args.verify:
+        if not args.raw_c4 or not args.tokenizer:
+            _download(tokenizer_uri, tokenizer, include=c4.TOKENIZER_FILES, workers=args.workers)
+        if args.raw_c4:
+            source = Path(args.tokenizer) if args.tokenizer else tokenizer
+            c4.tokenize_raw_c4(Path(args.raw_c4), data, tokenizer_dir=source, log=log)
+        else:
+            _download(dataset_uri, data, include=None, workers=args.workers)
+    paths = data_paths(cfg)
+    for folder in (paths.root, tokenizer):
+        for md5_file in sorted(folder.glob("*.md5")) if folder.is_dir() else []:
+            verified = mlcommons.verify_dataset_files(folder, md5_file, include=_md5_filter(folder))
+            log(f"MD5 verified: {len(verified)} file(s) of {md5_file.name}")
+    tokenizer_dir = Path(args.tokenizer) if args.tokenizer else tokenizer
+    for line in c4.verify_c4(
+        paths.root,
+        seq_len=bench.MAX_SEQUENCE_LENGTH,
+        eval_samples=bench.EVAL_SAMPLES,
+        vocab_size=bench.SCALES["full"].vocab_size,
+        tokenizer_dir=tokenizer_dir if tokenizer_dir.exists() else None,
+    ):
+        log(line)
+    stdout.print(f"{cfg.benchmark}: data ready in {root}")
+    return 0
+
+
+def _prepare_405b_data(args: argparse.Namespace) -> int:
+    """llama31_405b's public sources (C4 with the Mixtral tokenizer); its checkpoint is not."""
+    from trainperf.benchmarks import llama31_405b as B
+    from trainperf.data import c4, hub, mlcommons
+    from trainperf.data.prepare import cache_root
+
+    if args.raw_c4:
+        raise ValueError("--raw-c4 is for llama31_8b; llama31_405b downloads its C4 files")
+    root = Path(args.data_dir) if args.data_dir else cache_root() / "data" / "llama31_405b" / "c4"
+    data, tokenizer = root / "data", root / "tokenizer"
+    console.print(f"[yellow]note:[/] {B.CHECKPOINT_NOTE}")
+    if not args.verify:
+        _download(args.dataset_uri or B.DATASET_URI, data, include=None, workers=args.workers)
+        hub.download_tokenizer(tokenizer, repo_id=B.TOKENIZER_REPO)
+    for md5_file in sorted(data.glob("*.md5")) if data.is_dir() else []:
+        verified = mlcommons.verify_dataset_files(data, md5_file)
+        _plain(f"MD5 verified: {len(verified)} file(s) of {md5_file.name}")
+    has_tokenizer = (tokenizer / "tokenizer.json").is_file()
+    vocab = c4.load_tokenizer(tokenizer).get_vocab_size() if has_tokenizer else 65536
+    for line in c4.verify_c4(
+        data,
+        seq_len=B.MAX_SEQUENCE_LENGTH,
+        eval_samples=B.EVAL_SAMPLES,
+        vocab_size=vocab,
+        tokenizer_dir=tokenizer if has_tokenizer else None,
+        train_prefixes=B.TRAIN_PREFIXES,
+    ):
+        _plain(line)
+    stdout.print(f"llama31_405b: data ready in {root} (checkpoint not included, see the note)")
+    return 0
+
+
+def _md5_filter(folder: Path) -> tuple[str, ...] | None:
+    # the tokenizer folder holds only the tokenizer files of a dataset that also has weights
+    from trainperf.data import c4
+
+    return c4.TOKENIZER_FILES if folder.name == "tokenizer" else None
+
+
+def _plain(line: str) -> None:
+    stdout.print(line, markup=False)
+
+
+def _download(uri: str, dest: Path, *, include, workers: int) -> None:
+    from trainperf.data import mlcommons
+
+    mlcommons.download_dataset(
+        uri, dest, include=include, workers=workers, progress=True, log=_plain, console=console
+    )
+
+
+def cmd_download(args: argparse.Namespace) -> int:
+    from trainperf.data import mlcommons
+
+    if args.verify:
+        md5_files = sorted(args.dir.glob("*.md5")) if args.dir.is_dir() else []
+        if not md5_files:
+            raise ValueError(
+                f"no .md5 list in {args.dir}; download first: trainperf download URI -d {args.dir}"
+            )
+        for md5_file in md5_files:
+            verified = mlcommons.verify_dataset_files(args.dir, md5_file, include=args.include)
+            _plain(f"{md5_file.name}: {len(verified)} file(s) verified in {args.dir}")
+        return 0
+    if args.workers < 1:
+        raise ValueError(f"--workers({args.workers}) must be >= 1")
+    _download(args.uri, args.dir, include=args.include, workers=args.workers)
     return 0
 
 
@@ -423,6 +570,7 @@ COMMANDS = {
     "check": cmd_check,
     "estimate": cmd_estimate,
     "compare": cmd_compare,
+    "download": cmd_download,
 }
 
 

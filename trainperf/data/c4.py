@@ -211,6 +211,7 @@ def verify_c4(
     eval_samples: int,
     vocab_size: int,
     tokenizer_dir: Path | None = None,
+    train_prefixes: Sequence[str] = (TRAIN_PREFIX,),
     scan_tokens: int = 1 << 26,
 ) -> list[str]:
     """Check a prepared C4 folder; one line per check, ValueError naming the first problem.
@@ -221,7 +222,7 @@ def verify_c4(
     integrity is the MD5 check of the download (``verify_dataset_files``).
     """
     lines = []
-    for prefix, what in ((TRAIN_PREFIX, "train"), (VALID_PREFIX, "validation")):
+    for prefix, what in [*((p, "train") for p in train_prefixes), (VALID_PREFIX, "validation")]:
         ds = IndexedDataset(Path(data_dir) / prefix)
         top = _max_token(ds, scan_tokens if what == "train" else None)
         if top >= vocab_size:

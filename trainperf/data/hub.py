@@ -273,3 +273,32 @@ def download_model(
             "use a repository that provides them"
         )
     return dest
+
+
+TOKENIZER_PATTERNS = ["tokenizer*", "special_tokens_map.json", "config.json"]
+
+
+def download_tokenizer(
+    dest: Path,
+    *,
+    repo_id: str,
+    revision: str | None = None,
+    token: str | None = None,
+    endpoint: str | None = None,
+    progress: bool = True,
+) -> Path:
+    """The tokenizer files of an HF model repository (no weights) into ``dest``."""
+    dest = Path(dest)
+    _snapshot(
+        repo_id,
+        dest,
+        repo_type="model",
+        allow_patterns=TOKENIZER_PATTERNS,
+        revision=revision,
+        token=token,
+        endpoint=endpoint,
+        progress=progress,
+    )
+    if not (dest / "tokenizer.json").is_file():
+        raise _incomplete(repo_id, dest, "tokenizer.json")
+    return dest

@@ -30,3 +30,34 @@ def closed_rules():
 def passes():
     """``passes(check, value, state=None)``."""
     return _passes
+
+
+# Closed-division keys whose value is a module constant of the same (upper-case) name.
+COMMON_CONSTANTS = (
+    "max_sequence_length",
+    "opt_name",
+    "opt_adamw_beta_1",
+    "opt_adamw_beta_2",
+    "opt_adamw_epsilon",
+    "opt_adamw_weight_decay",
+    "opt_gradient_clip_norm",
+    "opt_learning_rate_decay_schedule",
+    "eval_samples",
+)
+
+
+def _check_constants(module, ruleset: str, extra_keys: tuple[str, ...] = ()) -> None:
+    """Every constant named after a CHECKed key, and the eval target, pass the closed YAML."""
+    rules = _closed_rules(module.SUBMISSION_BENCHMARK, ruleset)
+    for key in (*COMMON_CONSTANTS, *extra_keys):
+        value = getattr(module, key.upper())
+        assert _passes(rules[key]["CHECK"], value), (key, value)
+    eval_rule = rules["eval_accuracy"]["ATLEAST_ONE_CHECK"]
+    assert _passes(eval_rule, module.EVAL_ACCURACY_TARGET)
+    assert not _passes(eval_rule, module.EVAL_ACCURACY_TARGET + 1e-6)
+
+
+@pytest.fixture(scope="session")
+def check_constants():
+    """``check_constants(module, ruleset, extra_keys=())``: the module's rule constants pass."""
+    return _check_constants

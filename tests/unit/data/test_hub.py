@@ -319,3 +319,35 @@ def test_hf_endpoint_is_honoured(hf_env, govreport_hub):
     assert run.returncode == 0, run.stderr
     assert (dest / "validation-00000-of-00001.parquet").read_bytes() == files[VALID]
     assert fake.gets(TRAIN)
+
+
+def test_tokenizer_download_takes_tokenizer_files_only(hf_env):
+    files = {
+        "tokenizer.json": b"{}",
+        "tokenizer.model": b"sp",
+        "tokenizer_config.json": b"{}",
+        "special_tokens_map.json": b"{}",
+        "config.json": b"{}",
+        "model-00001-of-00059.safetensors": b"w" * 100,
+        "consolidated.00.pt": b"dup",
+    }
+    fake = FakeHub({("model", "org/mixtral"): files, ("model", "org/no-json"): {"a.txt": b""}})
+    try:
+        dest = hub.download_tokenizer(
+            hf_env / "tok", repo_id="org/mixtral", endpoint=fake.url, progress=False
+        )
+        assert visible(dest) == sorted(
+            [
+                "tokenizer.json",
+                "tokenizer.model",
+                "tokenizer_config.json",
+                "special_tokens_map.json",
+                "config.json",
+            ]
+        )
+        with pytest.raises(ValueError, match=r"org/no-json .* incomplete \(missing tokenizer"):
+            hub.download_tokenizer(
+                hf_env / "t2", repo_id="org/no-json", endpoint=fake.url, progress=False
+            )
+    finally:
+        fake.close()
