@@ -26,7 +26,7 @@ SEQ_LEN = 8192
 VOCAB = 128_256
 
 
-def write_corpus(prefix: Path, *, tokens: int, seed: int = 0) -> None:
+def write_corpus(prefix: Path, *, tokens: int, seed: int = 0, vocab: int = VOCAB) -> None:
     rng = np.random.default_rng(seed)
 
     def documents():
@@ -38,7 +38,7 @@ def write_corpus(prefix: Path, *, tokens: int, seed: int = 0) -> None:
             for size in sizes:
                 if left <= 0:
                     return
-                yield rng.integers(0, VOCAB, size=int(size), dtype=np.int32)
+                yield rng.integers(0, vocab, size=int(size), dtype=np.int32)
                 left -= int(size)
 
     write_indexed_dataset(prefix, documents(), dtype=np.dtype(np.int32))

@@ -83,6 +83,7 @@ def write_indexed_dataset(
     bin_path, idx_path = get_bin_path(prefix), get_index_path(prefix)
     tmp_bin = bin_path.with_name(f"{bin_path.name}.tmp-{os.getpid()}")
     tmp_idx = idx_path.with_name(f"{idx_path.name}.tmp-{os.getpid()}")
+    prefix.parent.mkdir(parents=True, exist_ok=True)
     try:
         with open(tmp_bin, "wb") as f:
             sizes = [_write_document(f, doc, dtype, number) for number, doc in enumerate(documents)]

@@ -44,8 +44,9 @@ def _split(batch: torch.Tensor) -> Batch:
 class PretrainData:
     """Pretraining on Megatron indexed datasets (C4 or the built-in corpus)."""
 
-    def __init__(self, cfg: Config, paths: DataPaths) -> None:
+    def __init__(self, cfg: Config, paths: DataPaths, *, vocab_size: int | None = None) -> None:
         t = cfg.train
+        self.vocab_size = vocab_size
         train_tokens = IndexedDataset(paths.train_prefix)
         valid_tokens = IndexedDataset(paths.valid_prefix)
         self.train = GPTTrainDataset(
@@ -62,10 +63,20 @@ class PretrainData:
         self.eval_size = t.eval_samples
 
     def train_batch(self, indices: Sequence[int]) -> Batch:
-        return _split(get_batch(self.train, indices))
+        return _split(self._checked(get_batch(self.train, indices), self.train.dataset))
 
     def eval_batch(self, indices: Sequence[int]) -> Batch:
-        return _split(get_batch(self.eval, indices))
+        return _split(self._checked(get_batch(self.eval, indices), self.eval.dataset))
+
+    def _checked(self, batch: torch.Tensor, source: IndexedDataset) -> torch.Tensor:
+        # On the CPU batch, before it reaches the embedding (where it would be a device assert).
+        if self.vocab_size is not None and int(batch.max()) >= self.vocab_size:
+            raise ValueError(
+                f"{source.bin_path} holds token id {int(batch.max())}, outside the model's "
+                f"vocabulary of {self.vocab_size}: the data was tokenized for another model; "
+                "prepare it with the benchmark's tokenizer or pick the matching model.flavor"
+            )
+        return batch
 
 
 class FinetuneData:
@@ -96,8 +107,9 @@ class FinetuneData:
         return govreport.get_batch(self.eval, list(indices), seq_len=self.seq_len)
 
 
-def build_data(cfg: Config, paths: DataPaths) -> BenchmarkData:
-    """The data of a config: GovReport rows for LoRA fine-tuning, token windows otherwise."""
+def build_data(cfg: Config, paths: DataPaths, *, vocab_size: int | None = None) -> BenchmarkData:
+    """The data of a config: GovReport rows for LoRA fine-tuning, token windows otherwise
+    (checked against the model's ``vocab_size`` batch by batch)."""
     if cfg.model.lora_rank > 0:
         return FinetuneData(cfg, paths)
-    return PretrainData(cfg, paths)
+    return PretrainData(cfg, paths, vocab_size=vocab_size)

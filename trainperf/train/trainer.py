@@ -160,11 +160,12 @@ class Trainer:
     def setup(self) -> None:
         # Rank 0 builds (and caches) the sample indices first; the other ranks then load them
         # instead of each building gigabytes of the same arrays at once.
+        vocab = self.model_config().vocab_size
         if self.env.is_main:
-            self.data = build_data(self.cfg, self.paths)
+            self.data = build_data(self.cfg, self.paths, vocab_size=vocab)
         barrier(self.env)
         if not self.env.is_main:
-            self.data = build_data(self.cfg, self.paths)
+            self.data = build_data(self.cfg, self.paths, vocab_size=vocab)
         self.train_samples_per_epoch = self.data.train_samples
         self.model = self.build_model()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
