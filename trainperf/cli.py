@@ -23,8 +23,7 @@ stdout = Console(highlight=False, soft_wrap=True)
 def _add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scale",
-        default=DEFAULT_SCALE,
-        help=f"full | proxy | small | tiny (default {DEFAULT_SCALE})",
+        help=f"full | proxy | small | tiny (default: full with --data-dir, else {DEFAULT_SCALE})",
     )
     p.add_argument("--data-dir", help="folder of the prepared data (default: trainperf's cache)")
 
@@ -143,6 +142,13 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _scale(args: argparse.Namespace) -> str:
+    """--scale, or its default: a data folder means the real data (full), none the tiny scale."""
+    if args.scale:
+        return args.scale
+    return "full" if args.data_dir else DEFAULT_SCALE
+
+
 def resolve_run_config(args: argparse.Namespace) -> Config:
     benchmark, overrides = DEFAULT_BENCHMARK, []
     for i, item in enumerate(args.items):
@@ -152,7 +158,7 @@ def resolve_run_config(args: argparse.Namespace) -> Config:
             benchmark = item
         else:
             raise ValueError(f"unexpected argument {item!r}: overrides look like section.key=value")
-    cfg = get_default_config(benchmark, args.scale)
+    cfg = get_default_config(benchmark, _scale(args))
     if args.data_dir:
         overrides.append(f"data.data_dir={args.data_dir}")
     if args.seed is not None:
@@ -192,7 +198,7 @@ def cmd_prepare(args: argparse.Namespace) -> int:
 
     if args.benchmark == llama31_405b.SUBMISSION_BENCHMARK and args.benchmark not in BENCHMARKS:
         return _prepare_405b_data(args)
-    cfg = get_default_config(args.benchmark, args.scale)
+    cfg = get_default_config(args.benchmark, _scale(args))
     if args.data_dir:
         cfg = apply_overrides(cfg, [f"data.data_dir={args.data_dir}"])
     if cfg.data.source == "govreport":

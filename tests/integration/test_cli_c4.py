@@ -106,24 +106,14 @@ def test_prepare_verify_and_run(storage, tmp_path: Path, trainperf, mllog) -> No
     assert not [p for p in _Quiet.requested if "/datasets/" in p], _Quiet.requested
     assert "0 file(s) downloaded" in again.stdout
 
-    verify = trainperf(
-        "prepare",
-        "llama31_8b",
-        "--scale",
-        "full",
-        "--data-dir",
-        str(folder),
-        "--verify",
-        check=True,
-    )
+    # --data-dir without --scale means the real data (full scale)
+    verify = trainperf("prepare", "llama31_8b", "--data-dir", str(folder), "--verify", check=True)
     assert "MD5 verified" in verify.stdout
 
     results = tmp_path / "results"
     run = trainperf(
         "run",
         "llama31_8b",
-        "--scale",
-        "full",
         "--data-dir",
         str(folder),
         "--seed",
