@@ -249,37 +249,26 @@ def _prepare_govreport(cfg: Config, *, verify_only: bool, skip_model: bool) -> i
 
 def _prepare_c4(cfg: Config, args: argparse.Namespace) -> int:
     from trainperf.benchmarks import get_benchmark
-    from trainperf.data import c4, mlcommons
-    from trainperf.data.prepare import data_dir, data_paths
+    from trainperf.data.prepare import C4Sources, data_dir, prepare_c4
 
     bench = get_benchmark(cfg.benchmark)
-    root = data_dir(cfg)
-    dataset_uri = args.dataset_uri or bench.DATASET_URI
-    tokenizer_uri = args.tokenizer_uri or bench.TOKENIZER_URI
-    log = _plain
-    data, tokenizer = root / "data", root / "tokenizer"
-    if not args.verify:
-        if not args.raw_c4 or not args.tokenizer:
-            _download(tokenizer_uri, tokenizer, include=c4.TOKENIZER_FILES, workers=args.workers)
-        if args.raw_c4:
-            source = Path(args.tokenizer) if args.tokenizer else tokenizer
-            c4.tokenize_raw_c4(Path(args.raw_c4), data, tokenizer_dir=source, log=log)
-        else:
-            _download(dataset_uri, data, include=None, workers=args.workers)
-    paths = data_paths(cfg)
-    for folder in (paths.root, tokenizer):
-        for md5_file in sorted(folder.glob("*.md5")) if folder.is_dir() else []:
-            verified = mlcommons.verify_dataset_files(folder, md5_file, include=_md5_filter(folder))
-            log(f"MD5 verified: {len(verified)} file(s) of {md5_file.name}")
-    tokenizer_dir = Path(args.tokenizer) if args.tokenizer else tokenizer
-    for line in c4.verify_c4(
-        paths.root,
-        seq_len=bench.MAX_SEQUENCE_LENGTH,
-        eval_samples=bench.EVAL_SAMPLES,
+    sources = C4Sources(
+        dataset_uri=args.dataset_uri or bench.DATASET_URI,
+        tokenizer_uri=args.tokenizer_uri or bench.TOKENIZER_URI,
         vocab_size=bench.SCALES["full"].vocab_size,
-        tokenizer_dir=tokenizer_dir if tokenizer_dir.exists() else None,
-    ):
-        log(line)
+        eval_samples=bench.EVAL_SAMPLES,
+    )
+    root = data_dir(cfg)
+    prepare_c4(
+        root,
+        sources,
+        verify_only=args.verify,
+        raw_c4=Path(args.raw_c4) if args.raw_c4 else None,
+        tokenizer=Path(args.tokenizer) if args.tokenizer else None,
+        workers=args.workers,
+        log=_plain,
+        console=console,
+    )
     stdout.print(f"{cfg.benchmark}: data ready in {root}")
     return 0
 
@@ -287,52 +276,27 @@ def _prepare_c4(cfg: Config, args: argparse.Namespace) -> int:
 def _prepare_405b_data(args: argparse.Namespace) -> int:
     """llama31_405b's public sources (C4 with the Mixtral tokenizer); its checkpoint is not."""
     from trainperf.benchmarks import llama31_405b as B
-    from trainperf.data import c4, hub, mlcommons
-    from trainperf.data.prepare import cache_root
+    from trainperf.data.prepare import C4Sources, cache_root, prepare_c4
 
     if args.raw_c4:
         raise ValueError("--raw-c4 is for llama31_8b; llama31_405b downloads its C4 files")
     root = Path(args.data_dir) if args.data_dir else cache_root() / "data" / "llama31_405b" / "c4"
-    data, tokenizer = root / "data", root / "tokenizer"
     console.print(f"[yellow]note:[/] {B.CHECKPOINT_NOTE}")
-    if not args.verify:
-        _download(args.dataset_uri or B.DATASET_URI, data, include=None, workers=args.workers)
-        hub.download_tokenizer(tokenizer, repo_id=B.TOKENIZER_REPO)
-    for md5_file in sorted(data.glob("*.md5")) if data.is_dir() else []:
-        verified = mlcommons.verify_dataset_files(data, md5_file)
-        _plain(f"MD5 verified: {len(verified)} file(s) of {md5_file.name}")
-    has_tokenizer = (tokenizer / "tokenizer.json").is_file()
-    vocab = c4.load_tokenizer(tokenizer).get_vocab_size() if has_tokenizer else 65536
-    for line in c4.verify_c4(
-        data,
-        seq_len=B.MAX_SEQUENCE_LENGTH,
+    sources = C4Sources(
+        dataset_uri=args.dataset_uri or B.DATASET_URI,
+        tokenizer_repo=B.TOKENIZER_REPO,
         eval_samples=B.EVAL_SAMPLES,
-        vocab_size=vocab,
-        tokenizer_dir=tokenizer if has_tokenizer else None,
         train_prefixes=B.TRAIN_PREFIXES,
-    ):
-        _plain(line)
+    )
+    prepare_c4(
+        root, sources, verify_only=args.verify, workers=args.workers, log=_plain, console=console
+    )
     stdout.print(f"llama31_405b: data ready in {root} (checkpoint not included, see the note)")
     return 0
 
 
-def _md5_filter(folder: Path) -> tuple[str, ...] | None:
-    # the tokenizer folder holds only the tokenizer files of a dataset that also has weights
-    from trainperf.data import c4
-
-    return c4.TOKENIZER_FILES if folder.name == "tokenizer" else None
-
-
 def _plain(line: str) -> None:
     stdout.print(line, markup=False)
-
-
-def _download(uri: str, dest: Path, *, include, workers: int) -> None:
-    from trainperf.data import mlcommons
-
-    mlcommons.download_dataset(
-        uri, dest, include=include, workers=workers, progress=True, log=_plain, console=console
-    )
 
 
 def cmd_download(args: argparse.Namespace) -> int:
@@ -348,9 +312,9 @@ def cmd_download(args: argparse.Namespace) -> int:
             verified = mlcommons.verify_dataset_files(args.dir, md5_file, include=args.include)
             _plain(f"{md5_file.name}: {len(verified)} file(s) verified in {args.dir}")
         return 0
-    if args.workers < 1:
-        raise ValueError(f"--workers({args.workers}) must be >= 1")
-    _download(args.uri, args.dir, include=args.include, workers=args.workers)
+    mlcommons.download_dataset(
+        args.uri, args.dir, include=args.include, workers=args.workers, log=_plain, console=console
+    )
     return 0
 
 

@@ -109,8 +109,12 @@ def test_list_and_help(trainperf):
         (["run", "train.nope=1"], "unknown config key 'train.nope'"),
         (["run", "llama31_8b", "oops"], "unexpected argument 'oops'"),
         (
-            ["prepare", "llama31_8b", "--scale", "full", "--data-dir", "/nonexistent/c4"],
+            ["run", "llama31_8b", "--scale", "full", "--data-dir", "/nonexistent/c4"],
             "C4 data for llama31_8b not found",
+        ),
+        (
+            ["prepare", "llama31_8b", "--data-dir", "/nonexistent/c4", "--verify"],
+            "missing /nonexistent/c4/data/c4-train.en_6_text_document.idx",
         ),
     ],
 )

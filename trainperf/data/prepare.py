@@ -5,12 +5,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trainperf.config import Config
+from trainperf.data import c4
 from trainperf.data.c4 import TRAIN_PREFIX as C4_TRAIN_PREFIX
 from trainperf.data.c4 import VALID_PREFIX as C4_VALID_PREFIX
+
+Log = Callable[[str], None]
 
 BUILTIN_TRAIN_PREFIX = "train_text_document"
 BUILTIN_VALID_PREFIX = "valid_text_document"
@@ -171,3 +176,81 @@ def prepare_data(cfg: Config, *, progress: bool = True) -> DataPaths:
             f"{data_dir(cfg)}` (downloads the MLPerf preprocessed C4, ~80 GB), or use --scale tiny"
         )
     return paths
+
+
+@dataclass(frozen=True)
+class C4Sources:
+    """Where a pretraining benchmark's C4 comes from and what a verified copy must hold."""
+
+    dataset_uri: str
+    """MLCommons ``.uri`` of the preprocessed C4 (Megatron files)."""
+    eval_samples: int
+    tokenizer_uri: str | None = None
+    """MLCommons ``.uri`` of the tokenizer (only its tokenizer files are fetched)."""
+    tokenizer_repo: str | None = None
+    """Hugging Face repository of the tokenizer, when MLCommons does not host it."""
+    vocab_size: int | None = None
+    """Largest token id + 1 the model embeds (None: the tokenizer's size)."""
+    train_prefixes: tuple[str, ...] = (C4_TRAIN_PREFIX,)
+    seq_len: int = 8192
+
+
+def prepare_c4(
+    root: Path,
+    sources: C4Sources,
+    *,
+    verify_only: bool = False,
+    raw_c4: Path | None = None,
+    tokenizer: Path | None = None,
+    workers: int = 8,
+    log: Log = lambda _: None,
+    console: Any = None,
+) -> None:
+    """Fetch (or tokenize from ``raw_c4``) a benchmark's C4 into ``root/data`` and its tokenizer
+    into ``root/tokenizer``, then verify: MD5 lists, indexed files, token range, tokenizer.
+    ``verify_only`` touches no network. ValueError names the first problem."""
+    from trainperf.data import hub, mlcommons
+
+    data, tokenizer_dir = root / "data", root / "tokenizer"
+
+    def download(uri: str, dest: Path, include: tuple[str, ...] | None) -> None:
+        mlcommons.download_dataset(
+            uri, dest, include=include, workers=workers, log=log, console=console
+        )
+
+    if not verify_only:
+        if not raw_c4:  # the data first: a refused tokenizer then leaves it downloaded
+            download(sources.dataset_uri, data, None)
+        if sources.tokenizer_uri and not (raw_c4 and tokenizer):
+            download(sources.tokenizer_uri, tokenizer_dir, c4.TOKENIZER_FILES)
+        elif sources.tokenizer_repo:
+            hub.download_tokenizer(tokenizer_dir, repo_id=sources.tokenizer_repo)
+        if raw_c4:
+            c4.tokenize_raw_c4(raw_c4, data, tokenizer_dir=tokenizer or tokenizer_dir, log=log)
+    verify_md5_lists(c4_root(root), log=log)
+    verify_md5_lists(tokenizer_dir, include=c4.TOKENIZER_FILES, log=log)
+    tokenizer = tokenizer or tokenizer_dir
+    has_tokenizer = tokenizer.is_dir() and any(tokenizer.rglob("tokenizer.json"))
+    vocab = sources.vocab_size
+    if vocab is None:  # uint16 data holds ids below 65536 at most
+        vocab = c4.load_tokenizer(tokenizer).get_vocab_size() if has_tokenizer else 65536
+    for line in c4.verify_c4(
+        c4_root(root),
+        seq_len=sources.seq_len,
+        eval_samples=sources.eval_samples,
+        vocab_size=vocab,
+        tokenizer_dir=tokenizer if has_tokenizer else None,
+        train_prefixes=sources.train_prefixes,
+    ):
+        log(line)
+
+
+def verify_md5_lists(
+    folder: Path, *, include: tuple[str, ...] | None = None, log: Log = lambda _: None
+) -> None:
+    """Check ``folder`` against every ``.md5`` list a download left there (none: nothing)."""
+    from trainperf.data import mlcommons
+
+    for md5_file in sorted(folder.glob("*.md5")) if folder.is_dir() else []:
+        verified = mlcommons.verify_dataset_files(folder, md5_file, include=include)
+        log(f"MD5 verified: {len(verified)} file(s) of {md5_file.name}")

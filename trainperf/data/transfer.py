@@ -288,7 +288,10 @@ class Client:
         reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         if isinstance(reason, socket.gaierror):
             host = urlsplit(url).hostname
-            return DownloadError(f"cannot resolve {host} ({reason.strerror}) for {url}; {URL_FIX}")
+            return DownloadError(
+                f"cannot resolve {host} ({reason.strerror}) for {url}: no network, a proxy "
+                f"needed (set HTTPS_PROXY) or a wrong host; {URL_FIX}"
+            )
         detail = getattr(reason, "strerror", None) or reason or type(exc).__name__
         return DownloadError(f"{url} failed ({detail}); {URL_FIX}, then rerun")
 
