@@ -91,11 +91,17 @@ def data_paths(cfg: Config) -> DataPaths:
 
 
 def c4_root(folder: Path) -> Path:
-    """Where the C4 .bin/.idx files are: ``folder/data`` (the layout ``prepare`` writes, beside
-    ``tokenizer/``, as in the reference README) or ``folder`` itself when they lie there."""
+    """Where the C4 .bin/.idx files are: ``folder`` itself when they lie there, else
+    ``folder/data`` (the layout ``prepare`` writes, as in the reference README) or the one folder
+    below it that holds them (a download whose checksum list nests its files)."""
     if Path(f"{folder / C4_TRAIN_PREFIX}.idx").exists():
         return folder
-    return folder / "data"
+    data = folder / "data"
+    if not Path(f"{data / C4_TRAIN_PREFIX}.idx").exists():
+        nested = sorted(data.glob(f"*/{C4_TRAIN_PREFIX}.idx")) if data.is_dir() else []
+        if len(nested) == 1:
+            return nested[0].parent
+    return data
 
 
 def index_cache_dir(paths: DataPaths) -> Path:
@@ -227,7 +233,8 @@ def prepare_c4(
             hub.download_tokenizer(tokenizer_dir, repo_id=sources.tokenizer_repo)
         if raw_c4:
             c4.tokenize_raw_c4(raw_c4, data, tokenizer_dir=tokenizer or tokenizer_dir, log=log)
-    verify_md5_lists(c4_root(root), log=log)
+    for folder in dict.fromkeys([data, c4_root(root)]):  # the download folder and the files'
+        verify_md5_lists(folder, log=log)
     verify_md5_lists(tokenizer_dir, include=c4.TOKENIZER_FILES, log=log)
     tokenizer = tokenizer or tokenizer_dir
     has_tokenizer = tokenizer.is_dir() and any(tokenizer.rglob("tokenizer.json"))

@@ -57,3 +57,14 @@ def test_tokens_outside_the_vocabulary_are_a_clear_error(tmp_path: Path) -> None
     with pytest.raises(ValueError, match=r"c4-train.en_6_text_document.bin holds token id \d+, "
                        r"outside the model's vocabulary of 2048"):  # fmt: skip
         data.train_batch(range(4))
+
+
+def test_c4_files_are_found_where_downloads_put_them(tmp_path: Path) -> None:
+    # directly in --data-dir, in DATA_DIR/data (prepare's layout), or one folder below data/
+    for where in (tmp_path / "a", tmp_path / "b" / "data", tmp_path / "c" / "data" / "c4"):
+        for prefix in (c4.TRAIN_PREFIX, c4.VALID_PREFIX):
+            write_indexed_dataset(where / prefix, [np.arange(5)], dtype=np.dtype(np.int32))
+    for folder, expected in (("a", "a"), ("b", "b/data"), ("c", "c/data/c4")):
+        paths = data_paths(config(tmp_path / folder))
+        assert paths.train_prefix == tmp_path / expected / c4.TRAIN_PREFIX
+    assert data_paths(config(tmp_path / "empty")).root == tmp_path / "empty" / "data"
