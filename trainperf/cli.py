@@ -99,6 +99,27 @@ def build_parser() -> argparse.ArgumentParser:
         help="processes (GPUs) on this machine: >1 starts torchrun, FSDP over them (default 1)",
     )
 
+    p = sub.add_parser(
+        "perf",
+        help="throughput, MFU, memory and projected time to train (the NVIDIA 405B recipe method)",
+        description="Time --steps optimizer steps (after --warmup) of BENCHMARK's real training "
+        "step on synthetic tokens (or the prepared data with --data-dir): step time, tokens/s, "
+        "model TFLOP/s/GPU and MFU vs the device's dense bf16 peak, peak memory, projected time "
+        "to train from the RCP mean samples. Proxy configurations: --layers, --gbs. Extra "
+        "section.key=value arguments override the config (default model.checkpoint=random).",
+    )
+    p.add_argument("items", nargs="*", metavar="[BENCHMARK] [section.key=value ...]")
+    p.add_argument(
+        "--scale", help="full | small | tiny (default: full on a GPU machine, tiny on CPU)"
+    )
+    p.add_argument("--data-dir", help="time on the prepared data instead of synthetic tokens")
+    p.add_argument("--steps", type=int, default=10, help="measured steps (default 10)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed first steps (default 3)")
+    p.add_argument("--layers", type=int, help="proxy: this many transformer layers")
+    p.add_argument("--gbs", type=int, help="proxy: this global batch size")
+    p.add_argument("--nproc", type=int, default=1, help="local GPUs through torchrun")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+
     p = sub.add_parser("score", help="time to train of each run and the MLPerf score of a folder")
     p.add_argument("directories", type=Path, nargs="+", metavar="DIR")
     p.add_argument("--json", action="store_true", help="one JSON object (a list for several DIRs)")
@@ -421,6 +442,72 @@ def _prepare_run(cfg: Config, *, progress: bool):
     return paths
 
 
+def cmd_perf(args: argparse.Namespace) -> int:
+    import torch
+
+    from trainperf.train.distributed import init_distributed, launched_by_torchrun, shutdown
+    from trainperf.train.perf import measure
+
+    if args.nproc < 1:
+        raise ValueError(f"--nproc({args.nproc}) must be >= 1")
+    if args.scale is None:
+        args.scale = "full" if torch.cuda.is_available() else DEFAULT_SCALE
+    overrides = ["model.checkpoint=random"] + [i for i in args.items if "=" in i]
+    if args.layers is not None:
+        overrides.append(f"model.n_layers={args.layers}")
+    if args.gbs is not None:
+        overrides.append(f"train.global_batch_size={args.gbs}")
+    args.items = [i for i in args.items if "=" not in i] + overrides
+    args.seed = 0 if "train.seed" not in " ".join(overrides) else None
+    args.results = None
+    cfg = resolve_run_config(args)
+    if args.nproc > 1 and not launched_by_torchrun():
+        return _relaunch_with_torchrun(sys.argv[1:], args.nproc)
+    from trainperf.train.distributed import local_device
+
+    env = init_distributed(local_device(cfg.train.device))
+    try:
+        paths = _prepare_run(cfg, progress=False) if args.data_dir else None
+        result = measure(cfg, paths, steps=args.steps, warmup=args.warmup, env=env, console=console)
+    finally:
+        shutdown(env)
+    if env.is_main:
+        _render_perf(result, as_json=args.json)
+    return 0
+
+
+def _render_perf(result, *, as_json: bool) -> None:
+    from trainperf.train.perf import perf_to_dict
+
+    if as_json:
+        stdout.print_json(json.dumps(perf_to_dict(result)))
+        return
+    r = result
+    table = Table(title=f"trainperf perf {r.benchmark} ({r.scale}, {r.data})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    rows = [
+        ("device", f"{r.world_size} x {r.device}"),
+        ("layers / seq / GBS / micro-batch",
+         f"{r.n_layers} / {r.seq_len} / {r.global_batch_size} / {r.micro_batch_size}"),
+        ("step time (median, min)", f"{r.median_step_s:.3f} s, {r.min_step_s:.3f} s"),
+        ("tokens/s", f"{r.tokens_per_s:,.0f}"),
+        ("tokens/s/GPU", f"{r.tokens_per_s_per_gpu:,.0f}"),
+        ("model TFLOP/s/GPU", "n/a (LoRA)" if r.model_tflops_per_gpu is None
+         else f"{r.model_tflops_per_gpu:,.1f}"),
+        ("MFU (dense bf16 peak)", "n/a" if r.mfu is None else f"{100 * r.mfu:.1f}%"),
+        ("peak memory (rank 0)", "n/a" if r.peak_memory_gib is None
+         else f"{r.peak_memory_gib:.2f} GiB"),
+        ("projected time to train", "n/a" if r.projected_minutes is None
+         else f"{r.projected_minutes:,.1f} min"),
+    ]  # fmt: skip
+    for name, value in rows:
+        table.add_row(name, value)
+    stdout.print(table)
+    stdout.print(r.projection_note, markup=False)
+    stdout.print(f"step times: {r.step_times_s} (first {r.warmup_steps} not counted)")
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from trainperf.results.score import (
         render_score,
@@ -541,6 +628,7 @@ COMMANDS = {
     "estimate": cmd_estimate,
     "compare": cmd_compare,
     "download": cmd_download,
+    "perf": cmd_perf,
 }
 
 
@@ -548,7 +636,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # `run` takes section.key=value overrides after its options too (argparse alone would not)
     args, unknown = parser.parse_known_args(argv)
-    if args.command == "run":
+    if args.command in ("run", "perf"):
         args.items += [u for u in unknown if "=" in u and not u.startswith("-")]
         unknown = [u for u in unknown if u not in args.items]
     if unknown:

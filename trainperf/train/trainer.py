@@ -33,7 +33,7 @@ from trainperf.models.lora import LoRAConfig, apply_lora, init_lora
 from trainperf.parallel.ac import apply_ac
 from trainperf.parallel.dims import ParallelDims
 from trainperf.parallel.parallelize import parallelize_model
-from trainperf.train.batches import Batch, build_data
+from trainperf.train.batches import Batch, BenchmarkData, build_data
 from trainperf.train.distributed import (
     DistEnv,
     all_reduce_sum,
@@ -142,6 +142,7 @@ class Trainer:
         self.reduction = get_benchmark(cfg.benchmark).LOSS_REDUCTION
         self.steps = 0
         self.last_eval: float | None = None
+        self.data: BenchmarkData | None = None  # set before setup() to train on other data
         t = cfg.train
         ranks = self.env.world_size // cfg.parallel.tp
         if t.global_batch_size % (t.micro_batch_size * ranks):
@@ -158,20 +159,24 @@ class Trainer:
 
     # ---- setup (inside init_start .. init_stop) ----------------------------------------------
     def setup(self) -> None:
-        # Rank 0 builds (and caches) the sample indices first; the other ranks then load them
-        # instead of each building gigabytes of the same arrays at once.
-        vocab = self.model_config().vocab_size
-        if self.env.is_main:
-            self.data = build_data(self.cfg, self.paths, vocab_size=vocab)
-        barrier(self.env)
-        if not self.env.is_main:
-            self.data = build_data(self.cfg, self.paths, vocab_size=vocab)
+        if self.data is None:
+            self.data = self._build_data()
         self.train_samples_per_epoch = self.data.train_samples
         self.model = self.build_model()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         # fused AdamW on a single GPU; foreach (the default) on sharded DTensor parameters
         fused = self.device.type == "cuda" and not self.env.enabled
         self.optimizer = build_optimizer(self.model, self.cfg.train, fused=fused)
+
+    def _build_data(self) -> BenchmarkData:
+        # Rank 0 builds (and caches) the sample indices first; the other ranks then load them
+        # instead of each building gigabytes of the same arrays at once.
+        vocab = self.model_config().vocab_size
+        data = build_data(self.cfg, self.paths, vocab_size=vocab) if self.env.is_main else None
+        barrier(self.env)
+        if data is None:
+            data = build_data(self.cfg, self.paths, vocab_size=vocab)
+        return data
 
     def model_config(self) -> LlamaConfig:
         overrides: dict[str, int] = {"max_seq_len": self.cfg.train.seq_len}

@@ -1,0 +1,52 @@
+"""`trainperf perf`: the recipe's measurement through the real CLI at the tiny scale (CPU)."""
+
+import json
+
+import pytest
+
+from trainperf.train.perf import SyntheticData, device_key
+
+
+def test_perf_json_llama31_8b_proxy(trainperf):
+    proc = trainperf(
+        "perf", "llama31_8b", "--steps", "2", "--warmup", "1", "--layers", "1", "--gbs", "8",
+        "--json", "train.micro_batch_size=4", check=True,
+    )  # fmt: skip
+    r = json.loads(proc.stdout)
+    assert r["benchmark"] == "llama31_8b" and r["scale"] == "tiny" and r["n_layers"] == 1
+    assert r["global_batch_size"] == 8 and r["micro_batch_size"] == 4
+    assert len(r["step_times_s"]) == 3 and r["warmup_steps"] == 1
+    assert r["median_step_s"] > 0
+    assert r["tokens_per_s"] == pytest.approx(8 * 128 / r["median_step_s"])
+    assert r["model_tflops_per_gpu"] > 0 and r["mfu"] is None  # CPU: no dense peak
+    assert (
+        r["projected_minutes"] is None and "not the benchmark's full model" in r["projection_note"]
+    )
+
+
+def test_perf_lora_table(trainperf):
+    proc = trainperf("perf", "llama2_70b_lora", "--steps", "1", "--warmup", "0", check=True)
+    assert "trainperf perf llama2_70b_lora (tiny, synthetic tokens)" in proc.stdout
+    assert "n/a (LoRA)" in proc.stdout and "tokens/s/GPU" in proc.stdout
+
+
+def test_perf_bad_input(trainperf):
+    for args, message in (
+        (["--steps", "0"], "--steps(0) must be >= 1"),
+        (["--layers", "0"], "model.n_layers"),
+        (["--scale", "huge"], "unknown scale 'huge'"),
+    ):
+        proc = trainperf("perf", *args)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert "Traceback" not in proc.stderr
+
+
+def test_synthetic_data_and_device_names():
+    data = SyntheticData(seq_len=16, vocab_size=50, eval_samples=4)
+    inputs, labels = data.train_batch([3, 4])
+    again, _ = data.train_batch([3])
+    assert inputs.shape == labels.shape == (2, 16) and int(inputs.max()) < 50
+    assert (inputs[0] == again[0]).all() and not (inputs[0] == inputs[1]).all()
+    assert (inputs[:, 1:] == labels[:, :-1]).all()
+    assert device_key("NVIDIA H200") == "h200" and device_key("NVIDIA H100 80GB HBM3") == "h100"
+    assert device_key("cpu") is None

@@ -1,0 +1,179 @@
+"""``trainperf perf``: the throughput recipe of the NVIDIA Llama 3.1 405B performance guide.
+
+N optimizer steps of the benchmark's real training step (same model, parallel layout, global
+batch, precision and optimizer as ``trainperf run``) on synthetic tokens, or on the prepared data
+with ``--data-dir``; step-time statistics over the steps after the warm-up, tokens/s (all GPUs
+and per GPU), model TFLOP/s per GPU by the recipe's formula and MFU against the device's dense
+peak, peak memory, and the benchmark's projected time to train from the RCP mean samples to
+converge. Proxy configurations (fewer layers, a smaller global batch) come from ``--layers`` and
+``--gbs`` as in the guide.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from rich.console import Console
+
+from trainperf.config import Config
+from trainperf.data.prepare import DataPaths
+from trainperf.mlperf.logger import MLPerfLogger
+from trainperf.models.llama import model_flops_per_token_nvidia
+from trainperf.results.perf import DEVICE_PEAKS, project_time_to_train
+from trainperf.train.batches import Batch
+from trainperf.train.distributed import DistEnv
+from trainperf.train.trainer import Trainer, resolve_run
+
+
+class SyntheticData:
+    """Uniform random tokens of the model's vocabulary in the benchmark's shapes, every token
+    scored. Sample ``i`` is the same on every rank and every call (seeded by ``i``)."""
+
+    def __init__(self, *, seq_len: int, vocab_size: int, eval_samples: int, seed: int = 0):
+        self.seq_len, self.vocab_size, self.seed = seq_len, vocab_size, seed
+        self.train_samples = 0  # no epoch: an endless stream
+        self.eval_size = eval_samples
+
+    def _batch(self, indices) -> Batch:
+        rows = []
+        for i in indices:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + int(i))
+            rows.append(torch.randint(0, self.vocab_size, (self.seq_len + 1,), generator=g))
+        tokens = torch.stack(rows)
+        return tokens[:, :-1], tokens[:, 1:]
+
+    train_batch = _batch
+    eval_batch = _batch
+
+
+@dataclass
+class PerfResult:
+    benchmark: str
+    scale: str
+    device: str
+    world_size: int
+    n_layers: int
+    seq_len: int
+    global_batch_size: int
+    micro_batch_size: int
+    data: str
+    step_times_s: list[float]
+    warmup_steps: int
+    median_step_s: float
+    min_step_s: float
+    tokens_per_s: float
+    tokens_per_s_per_gpu: float
+    model_tflops_per_gpu: float | None
+    """By the NVIDIA recipe's formula; None for LoRA (a frozen base has no weight gradients)."""
+    mfu: float | None
+    """A fraction of the device's dense bf16 peak; None when the device is not in the table."""
+    peak_memory_gib: float | None
+    projected_minutes: float | None
+    projection_note: str
+
+
+def device_key(name: str) -> str | None:
+    """The DEVICE_PEAKS key in a device name ("NVIDIA H200" -> "h200"), or None."""
+    lowered = name.lower().replace(" ", "")
+    return next((key for key in DEVICE_PEAKS if key in lowered), None)
+
+
+def measure(
+    cfg: Config,
+    paths: DataPaths | None,
+    *,
+    steps: int,
+    warmup: int,
+    env: DistEnv,
+    console: Console,
+) -> PerfResult:
+    """Time ``warmup + steps`` optimizer steps; statistics over the last ``steps``."""
+    if steps < 1 or warmup < 0:
+        raise ValueError(f"--steps({steps}) must be >= 1 and --warmup({warmup}) >= 0")
+    cfg = resolve_run(cfg, env)
+    trainer = Trainer(
+        cfg, paths, ml=MLPerfLogger(None), console=console, show_progress=False, env=env
+    )
+    model_cfg = trainer.model_config()
+    if paths is None:
+        trainer.data = SyntheticData(
+            seq_len=cfg.train.seq_len,
+            vocab_size=model_cfg.vocab_size,
+            eval_samples=cfg.train.eval_samples,
+        )
+    trainer.setup()
+    cuda = trainer.device.type == "cuda"
+    times = []
+    for _ in range(warmup + steps):
+        if cuda:
+            torch.cuda.synchronize(trainer.device)
+        start = time.perf_counter()
+        trainer.train_step()
+        if cuda:  # a host sync per step: fine for timing, never in `trainperf run`'s loop
+            torch.cuda.synchronize(trainer.device)
+        times.append(time.perf_counter() - start)
+    return _result(cfg, trainer, model_cfg, times, warmup=warmup, synthetic=paths is None)
+
+
+def _result(cfg, trainer, model_cfg, times, *, warmup: int, synthetic: bool) -> PerfResult:
+    t = cfg.train
+    measured = times[warmup:]
+    median = statistics.median(measured)
+    world = trainer.env.world_size
+    tokens_per_s = t.global_batch_size * t.seq_len / median
+    name = torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else "cpu"
+    tflops = None
+    if cfg.model.lora_rank == 0:
+        tflops = model_flops_per_token_nvidia(model_cfg, t.seq_len) * tokens_per_s / world / 1e12
+    key = device_key(name)
+    mfu = tflops / DEVICE_PEAKS[key]["bf16"] if tflops is not None and key else None
+    minutes, note = _projection(cfg, samples_per_s=t.global_batch_size / median)
+    peak = None
+    if trainer.device.type == "cuda":
+        peak = torch.cuda.max_memory_allocated(trainer.device) / 2**30
+    return PerfResult(
+        benchmark=cfg.benchmark,
+        scale=cfg.scale,
+        device=name,
+        world_size=world,
+        n_layers=model_cfg.n_layers,
+        seq_len=t.seq_len,
+        global_batch_size=t.global_batch_size,
+        micro_batch_size=t.micro_batch_size,
+        data="synthetic tokens" if synthetic else "prepared data",
+        step_times_s=[round(x, 4) for x in times],
+        warmup_steps=warmup,
+        median_step_s=median,
+        min_step_s=min(measured),
+        tokens_per_s=tokens_per_s,
+        tokens_per_s_per_gpu=tokens_per_s / world,
+        model_tflops_per_gpu=tflops,
+        mfu=mfu,
+        peak_memory_gib=peak,
+        projected_minutes=minutes,
+        projection_note=note,
+    )
+
+
+def _projection(cfg: Config, *, samples_per_s: float) -> tuple[float | None, str]:
+    """Projected time to train at this rate, or None with the reason (proxy model, no RCP)."""
+    if cfg.scale != "full" or cfg.model.n_layers is not None:
+        return None, f"no projection: scale {cfg.scale!r} is not the benchmark's full model"
+    try:
+        p = project_time_to_train(
+            benchmark=cfg.benchmark, gbs=cfg.train.global_batch_size, samples_per_s=samples_per_s
+        )
+    except ValueError as exc:
+        return None, f"no projection: {exc}"
+    return p.total_minutes, (
+        f"RCP mean {p.rcp_mean_samples:,.0f} samples ({p.rcp_basis}, {p.ruleset}) at this rate "
+        f"+ {p.evaluations} evaluations"
+    )
+
+
+def perf_to_dict(result: PerfResult) -> dict[str, Any]:
+    return asdict(result)
