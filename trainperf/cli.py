@@ -214,11 +214,8 @@ def cmd_list(_: argparse.Namespace) -> int:
 
 
 def cmd_prepare(args: argparse.Namespace) -> int:
-    from trainperf.benchmarks import llama31_405b
     from trainperf.data.prepare import prepare_data
 
-    if args.benchmark == llama31_405b.SUBMISSION_BENCHMARK and args.benchmark not in BENCHMARKS:
-        return _prepare_405b_data(args)
     cfg = get_default_config(args.benchmark, _scale(args))
     if args.data_dir:
         cfg = apply_overrides(cfg, [f"data.data_dir={args.data_dir}"])
@@ -273,11 +270,18 @@ def _prepare_c4(cfg: Config, args: argparse.Namespace) -> int:
     from trainperf.data.prepare import C4Sources, data_dir, prepare_c4
 
     bench = get_benchmark(cfg.benchmark)
+    if bench.CHECKPOINT_NOTE:  # said first: what prepare cannot fetch
+        console.print(f"[yellow]note:[/] {bench.CHECKPOINT_NOTE}")
+    if args.raw_c4 and bench.TOKENIZER_URI is None:
+        raise ValueError(f"--raw-c4 is for llama31_8b; {cfg.benchmark} downloads its C4 files")
     sources = C4Sources(
         dataset_uri=args.dataset_uri or bench.DATASET_URI,
         tokenizer_uri=args.tokenizer_uri or bench.TOKENIZER_URI,
-        vocab_size=bench.SCALES["full"].vocab_size,
+        tokenizer_repo=bench.TOKENIZER_REPO,
+        # the 8B model embeds the Llama 3.1 vocabulary; 405B's is the tokenizer's (Mixtral)
+        vocab_size=bench.SCALES["full"].vocab_size if bench.TOKENIZER_URI else None,
         eval_samples=bench.EVAL_SAMPLES,
+        train_prefixes=bench.TRAIN_PREFIXES,
     )
     root = data_dir(cfg)
     prepare_c4(
@@ -290,29 +294,8 @@ def _prepare_c4(cfg: Config, args: argparse.Namespace) -> int:
         log=_plain,
         console=console,
     )
-    stdout.print(f"{cfg.benchmark}: data ready in {root}")
-    return 0
-
-
-def _prepare_405b_data(args: argparse.Namespace) -> int:
-    """llama31_405b's public sources (C4 with the Mixtral tokenizer); its checkpoint is not."""
-    from trainperf.benchmarks import llama31_405b as B
-    from trainperf.data.prepare import C4Sources, cache_root, prepare_c4
-
-    if args.raw_c4:
-        raise ValueError("--raw-c4 is for llama31_8b; llama31_405b downloads its C4 files")
-    root = Path(args.data_dir) if args.data_dir else cache_root() / "data" / "llama31_405b" / "c4"
-    console.print(f"[yellow]note:[/] {B.CHECKPOINT_NOTE}")
-    sources = C4Sources(
-        dataset_uri=args.dataset_uri or B.DATASET_URI,
-        tokenizer_repo=B.TOKENIZER_REPO,
-        eval_samples=B.EVAL_SAMPLES,
-        train_prefixes=B.TRAIN_PREFIXES,
-    )
-    prepare_c4(
-        root, sources, verify_only=args.verify, workers=args.workers, log=_plain, console=console
-    )
-    stdout.print(f"llama31_405b: data ready in {root} (checkpoint not included, see the note)")
+    missing = " (checkpoint not included, see the note)" if bench.CHECKPOINT_NOTE else ""
+    stdout.print(f"{cfg.benchmark}: data ready in {root}{missing}")
     return 0
 
 

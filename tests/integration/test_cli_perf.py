@@ -50,3 +50,14 @@ def test_synthetic_data_and_device_names():
     assert (inputs[:, 1:] == labels[:, :-1]).all()
     assert device_key("NVIDIA H200") == "h200" and device_key("NVIDIA H100 80GB HBM3") == "h100"
     assert device_key("cpu") is None
+
+
+def test_perf_llama31_405b_proxy_code_path(trainperf):
+    # the proxy scale's own numbers need GPUs; on CPU its code path with a toy model
+    proc = trainperf(
+        "perf", "llama31_405b", "--scale", "proxy", "--steps", "1", "--warmup", "0", "--gbs", "2",
+        "--json", "model.flavor=tiny", "train.seq_len=32", check=True,
+    )  # fmt: skip
+    r = json.loads(proc.stdout)
+    assert r["benchmark"] == "llama31_405b" and r["scale"] == "proxy" and r["n_layers"] == 1
+    assert "not the benchmark's full model" in r["projection_note"]

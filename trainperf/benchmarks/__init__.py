@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from trainperf.benchmarks import llama2_70b_lora, llama31_8b
+from trainperf.benchmarks import llama2_70b_lora, llama31_8b, llama31_405b
 from trainperf.config import Config
 
 BENCHMARKS: dict[str, ModuleType] = {
     llama31_8b.SUBMISSION_BENCHMARK: llama31_8b,
     llama2_70b_lora.SUBMISSION_BENCHMARK: llama2_70b_lora,
+    llama31_405b.SUBMISSION_BENCHMARK: llama31_405b,
 }
 DEFAULT_BENCHMARK = llama31_8b.SUBMISSION_BENCHMARK
 DEFAULT_SCALE = "tiny"

@@ -1,16 +1,21 @@
 """llama31_405b: MLPerf Training LLM pretraining (Llama 3.1 405B continued from Meta's checkpoint).
 
 Rule constants (``training_6.0.0/closed_llama31_405b.yaml``, identical in 5.0.0 / 5.1.0; absent
-from 6.1.0) and where the data comes from. Not yet in ``trainperf.benchmarks.BENCHMARKS``: its
-scales, default config and throughput recipe come with the [speed] work; ``trainperf prepare
-llama31_405b`` already uses the data constants below. No training logic lives here.
+from 6.1.0), where the data comes from, and two scales: ``full`` (the rules) and ``proxy`` (the
+NVIDIA performance guide's reduced depth and batch, for ``trainperf perf`` on a few GPUs). A full
+run needs the converted Meta checkpoint (members only) and the en_6 + en_7 blend, which the data
+path does not read yet: ``trainperf run`` says so. No training logic lives here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from mlperf_logging.mllog import constants as C
+
+from trainperf.benchmarks.scale import Scale
+from trainperf.config import Config, DataConfig, LogConfig, ModelConfig, TrainConfig
 
 SUBMISSION_BENCHMARK = C.LLAMA31_405B
 RULESETS = ("5.0.0", "5.1.0", "6.0.0")  # mlperf_logging rulesets that know this benchmark
@@ -33,6 +38,16 @@ REFERENCE_LEARNING_RATE = 8e-5  # CHECK v['value'] * 1152 == GBS * 8e-5
 OPT_END_LEARNING_RATE = 8e-7
 EVALUATION_FREQUENCY = 18432  # samples
 SUBMISSION_RUNS = 3
+LOSS_REDUCTION = "token"  # log perplexity: mean cross entropy over every token of the eval set
+MAX_STEPS = 1_200_000  # at GBS 1152: the decay horizon ceil(1,200,000 * 1152 / GBS)
+
+# Keys whose compliance CHECK depends on the scale (a proxy logs its real, smaller values).
+SCALE_DEPENDENT_KEYS = (
+    C.OPT_BASE_LR,
+    C.OPT_LR_DECAY_STEPS,
+    C.EVAL_SAMPLES,
+    C.EVAL_ACCURACY,
+)
 
 # --- data: the reference README (large_language_model_pretraining/nemo) -------------------------
 # C4 en 3.0.1 tokenized with the Mixtral 8x22B tokenizer; training uses consolidated files 6 and 7
@@ -41,6 +56,7 @@ DATASET_URI = (
     "https://training.mlcommons-storage.org/metadata/mixtral-8x22b-preprocessed-c4-dataset.uri"
 )
 TRAIN_PREFIXES = ("c4-train.en_6_text_document", "c4-train.en_7_text_document")
+TOKENIZER_URI = None  # not on MLCommons storage: TOKENIZER_REPO
 TOKENIZER_REPO = "mistralai/Mixtral-8x22B-v0.1"  # gated on the Hugging Face Hub
 CHECKPOINT_NOTE = (
     "the starting checkpoint (Meta's Llama 3.1 405B BF16, converted by MLCommons) is available to "
@@ -68,3 +84,100 @@ def decay_steps(global_batch_size: int) -> int:
 def evaluations_skipped(global_batch_size: int) -> int:
     """Evaluations not logged at the start: floor(0.0026 * GBS + 12) (training rules)."""
     return math.floor(0.0026 * global_batch_size + 12)
+
+
+SCALES: dict[str, Scale] = {
+    "full": Scale(
+        name="full",
+        description="the MLPerf rules: Llama 3.1 405B from Meta's checkpoint, C4, GBS 1152, "
+        "target 5.6",
+        flavor="llama3.1-405b",
+        seq_len=MAX_SEQUENCE_LENGTH,
+        global_batch_size=REFERENCE_GLOBAL_BATCH_SIZE,
+        micro_batch_size=1,
+        lr=REFERENCE_LEARNING_RATE,
+        warmup_steps=warmup_steps(REFERENCE_GLOBAL_BATCH_SIZE),
+        max_steps=MAX_STEPS,
+        eval_every_samples=EVALUATION_FREQUENCY,
+        eval_samples=EVAL_SAMPLES,
+        target=EVAL_ACCURACY_TARGET,
+        data_source="c4",
+        vocab_size=128256,
+    ),
+    # The NVIDIA Llama 3.1 405B performance guide measures reduced-depth proxies on few GPUs;
+    # one 405B block (3.2 B parameters) plus the 4.2 B embedding and output layers, GBS 16.
+    "proxy": Scale(
+        name="proxy",
+        description="throughput proxy: the 405B block shapes with 1 layer, GBS 16 (trainperf perf)",
+        flavor="llama3.1-405b",
+        seq_len=MAX_SEQUENCE_LENGTH,
+        global_batch_size=16,
+        micro_batch_size=1,
+        lr=base_learning_rate(16),
+        warmup_steps=warmup_steps(16),
+        max_steps=math.ceil(MAX_STEPS * REFERENCE_GLOBAL_BATCH_SIZE / 16),
+        eval_every_samples=EVALUATION_FREQUENCY,
+        eval_samples=EVAL_SAMPLES,
+        target=EVAL_ACCURACY_TARGET,
+        data_source="c4",
+        vocab_size=128256,
+        n_layers=1,
+    ),
+}
+
+
+def default_config(scale: str) -> Config:
+    """The benchmark's default configuration at one scale."""
+    s = SCALES[scale]
+    return Config(
+        benchmark=SUBMISSION_BENCHMARK,
+        scale=scale,
+        model=ModelConfig(flavor=s.flavor, n_layers=s.n_layers),
+        train=TrainConfig(
+            seq_len=s.seq_len,
+            global_batch_size=s.global_batch_size,
+            micro_batch_size=s.micro_batch_size,
+            lr=s.lr,
+            warmup_steps=s.warmup_steps,
+            max_steps=s.max_steps,
+            end_lr_factor=OPT_END_LEARNING_RATE / s.lr,
+            beta1=OPT_ADAMW_BETA_1,
+            beta2=OPT_ADAMW_BETA_2,
+            eps=OPT_ADAMW_EPSILON,
+            weight_decay=OPT_ADAMW_WEIGHT_DECAY,
+            grad_clip=OPT_GRADIENT_CLIP_NORM,
+            eval_every_samples=s.eval_every_samples,
+            eval_samples=s.eval_samples,
+            target=s.target,
+        ),
+        data=DataConfig(source=s.data_source, vocab_size=s.vocab_size, max_bytes=s.max_bytes),
+        log=LogConfig(),
+    )
+
+
+def resolve_config(cfg: Config) -> Config:
+    """Fill the values left to the rules (None): the evaluations skipped at this GBS."""
+    if cfg.train.eval_skip is not None:
+        return cfg
+    skip = evaluations_skipped(cfg.train.global_batch_size)
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_skip=skip))
+
+
+def hyperparameter_events(cfg: Config) -> list[tuple[str, object]]:
+    """The MLLOG hyperparameter keys with this run's values, warmup before decay steps."""
+    t = cfg.train
+    return [
+        (C.MAX_SEQUENCE_LENGTH, t.seq_len),
+        (C.OPT_NAME, OPT_NAME),
+        (C.OPT_BASE_LR, t.lr),
+        (C.OPT_END_LR, t.end_lr),
+        (C.OPT_LR_WARMUP_STEPS, t.warmup_steps),
+        (C.OPT_LR_DECAY_STEPS, t.max_steps - t.warmup_steps),
+        (C.OPT_LR_DECAY_SCHEDULE, OPT_LEARNING_RATE_DECAY_SCHEDULE),
+        (C.OPT_ADAMW_BETA_1, t.beta1),
+        (C.OPT_ADAMW_BETA_2, t.beta2),
+        (C.OPT_ADAMW_EPSILON, t.eps),
+        (C.OPT_ADAMW_WEIGHT_DECAY, t.weight_decay),
+        (C.OPT_GRADIENT_CLIP_NORM, t.grad_clip),
+        (C.INIT_CHECKPOINT_STEP, INIT_CHECKPOINT_STEP),
+    ]

@@ -41,6 +41,9 @@ DATASET_URI = (
     "https://training.mlcommons-storage.org/metadata/llama-3-1-8b-preprocessed-c4-dataset.uri"
 )
 TOKENIZER_URI = "https://training.mlcommons-storage.org/metadata/llama-3-1-8b-tokenizer.uri"
+TOKENIZER_REPO = None  # MLCommons hosts the tokenizer (TOKENIZER_URI)
+TRAIN_PREFIXES = ("c4-train.en_6_text_document",)  # pretrain_llama31.py::get_data: file 6 only
+CHECKPOINT_NOTE = None  # trains from random init
 
 # RCP hyperparameters (rcp_checker/training_6.0.0/rcps_llama31_8b.json): GBS -> (LR, warmup
 # samples). Warmup steps = warmup samples / GBS.

@@ -28,3 +28,5 @@ class Scale:
     vocab_size: int
     max_bytes: int = 8_000_000
     """Source bytes of the built-in corpus (builtin data only)."""
+    n_layers: int | None = None
+    """Transformer layers when fewer than the flavor's (proxy scales)."""

@@ -175,6 +175,14 @@ def prepare_data(cfg: Config, *, progress: bool = True) -> DataPaths:
                 f"{data_dir(cfg)}` (needs HF_TOKEN with access to Llama 2), or use --scale tiny"
             )
         return paths
+    from trainperf.benchmarks import get_benchmark
+
+    prefixes = get_benchmark(cfg.benchmark).TRAIN_PREFIXES
+    if len(prefixes) > 1:
+        raise ValueError(
+            f"{cfg.benchmark} trains on a blend of {' + '.join(prefixes)}, which trainperf does "
+            f"not read yet; measure it with `trainperf perf {cfg.benchmark}` (synthetic tokens)"
+        )
     if missing := missing_files(paths):
         raise ValueError(
             f"C4 data for {cfg.benchmark} not found in {paths.root} (missing {missing[0].name}); "

@@ -4,6 +4,7 @@ import math
 
 import pytest
 
+from trainperf.benchmarks import get_default_config
 from trainperf.benchmarks import llama31_405b as B
 
 
@@ -26,3 +27,41 @@ def test_reference_values():
     assert B.base_learning_rate(1152) == 8e-5 and B.base_learning_rate(2304) == 16e-5
     assert B.warmup_steps(1152) == 8000 and B.decay_steps(1152) == 1_192_000
     assert B.evaluations_skipped(1152) == 14 and B.evaluations_skipped(4608) == 23
+
+
+@pytest.mark.parametrize("ruleset", B.RULESETS)
+def test_full_scale_hyperparameters_satisfy_closed_yaml(ruleset, closed_rules, passes):
+    rules = closed_rules("llama31_405b", ruleset)
+    cfg = get_default_config("llama31_405b", "full")
+    state: dict = {}
+    for key in ("global_batch_size",):
+        exec(rules[key]["POST"].strip(), {"s": state}, {"v": {"value": 1152}})
+    for key, value in B.hyperparameter_events(cfg):
+        rule = rules.get(key, {})
+        if "CHECK" in rule:
+            assert passes(rule["CHECK"], value, state), (key, value)
+        if "POST" in rule:
+            exec(rule["POST"].strip(), {"s": state, "math": math}, {"v": {"value": value}})
+    logged = {k for k, _ in B.hyperparameter_events(cfg)}
+    required = {k for k, r in rules.items() if r.get("REQ") == "EXACTLY_ONE"}
+    assert required - logged == {"global_batch_size", "gradient_accumulation_steps", "eval_samples"}
+    assert cfg.train.end_lr == pytest.approx(B.OPT_END_LEARNING_RATE)
+
+
+def test_scales_and_resolved_eval_skip():
+    full = B.resolve_config(get_default_config("llama31_405b", "full"))
+    assert full.model.flavor == "llama3.1-405b" and full.model.n_layers is None
+    assert full.train.eval_skip == 14 and full.train.eval_interval_samples == 18432
+    proxy = get_default_config("llama31_405b", "proxy")
+    assert proxy.model.n_layers == 1 and proxy.train.global_batch_size == 16
+    assert proxy.train.lr == B.base_learning_rate(16)
+    assert proxy.train.end_lr == pytest.approx(B.OPT_END_LEARNING_RATE)
+
+
+def test_full_run_says_the_blend_is_not_read_yet(tmp_path):
+    from trainperf.config import apply_overrides
+    from trainperf.data.prepare import prepare_data
+
+    cfg = apply_overrides(get_default_config("llama31_405b", "full"), [f"data.data_dir={tmp_path}"])
+    with pytest.raises(ValueError, match=r"blend of c4-train.en_6.* \+ c4-train.en_7.*perf"):
+        prepare_data(cfg)
