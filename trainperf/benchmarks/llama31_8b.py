@@ -9,11 +9,13 @@ installed mlperf_logging. No training logic lives here.
 from __future__ import annotations
 
 import dataclasses
+import sys
 
 from mlperf_logging.mllog import constants as C
 
+from trainperf.benchmarks.pretraining import optimizer_events, pretraining_config
 from trainperf.benchmarks.scale import Scale
-from trainperf.config import Config, DataConfig, LogConfig, ModelConfig, TrainConfig
+from trainperf.config import Config
 
 SUBMISSION_BENCHMARK = C.LLAMA31_8B
 RULESETS = ("5.1.0", "6.0.0", "6.1.0")  # mlperf_logging rulesets that know this benchmark
@@ -121,30 +123,8 @@ SCALES: dict[str, Scale] = {
 
 def default_config(scale: str) -> Config:
     """The benchmark's default configuration at one scale."""
-    s = SCALES[scale]
-    return Config(
-        benchmark=SUBMISSION_BENCHMARK,
-        scale=scale,
-        model=ModelConfig(flavor=s.flavor),
-        train=TrainConfig(
-            seq_len=s.seq_len,
-            global_batch_size=s.global_batch_size,
-            micro_batch_size=s.micro_batch_size,
-            lr=s.lr,
-            warmup_steps=s.warmup_steps,
-            max_steps=s.max_steps,
-            end_lr_factor=OPT_END_LEARNING_RATE_FACTOR,
-            beta1=OPT_ADAMW_BETA_1,
-            beta2=OPT_ADAMW_BETA_2,
-            eps=OPT_ADAMW_EPSILON,
-            weight_decay=OPT_ADAMW_WEIGHT_DECAY,
-            grad_clip=OPT_GRADIENT_CLIP_NORM,
-            eval_every_samples=s.eval_every_samples,
-            eval_samples=s.eval_samples,
-            target=s.target,
-        ),
-        data=DataConfig(source=s.data_source, vocab_size=s.vocab_size, max_bytes=s.max_bytes),
-        log=LogConfig(),
+    return pretraining_config(
+        sys.modules[__name__], scale, end_lr_factor=OPT_END_LEARNING_RATE_FACTOR
     )
 
 
@@ -156,21 +136,5 @@ def resolve_config(cfg: Config) -> Config:
 
 
 def hyperparameter_events(cfg: Config) -> list[tuple[str, object]]:
-    """The benchmark's MLLOG hyperparameter keys with the values this run really uses, in an order
-    the checker accepts (warmup before decay steps, whose CHECK reads the warmup state)."""
-    t = cfg.train
-    return [
-        (C.MAX_SEQUENCE_LENGTH, t.seq_len),
-        (C.OPT_NAME, OPT_NAME),
-        (C.OPT_BASE_LR, t.lr),
-        (C.OPT_END_LR, t.end_lr),
-        (C.OPT_LR_WARMUP_STEPS, t.warmup_steps),
-        (C.OPT_LR_DECAY_STEPS, t.max_steps - t.warmup_steps),
-        (C.OPT_LR_DECAY_SCHEDULE, OPT_LEARNING_RATE_DECAY_SCHEDULE),
-        (C.OPT_ADAMW_BETA_1, t.beta1),
-        (C.OPT_ADAMW_BETA_2, t.beta2),
-        (C.OPT_ADAMW_EPSILON, t.eps),
-        (C.OPT_ADAMW_WEIGHT_DECAY, t.weight_decay),
-        (C.OPT_GRADIENT_CLIP_NORM, t.grad_clip),
-        (C.MAX_STEPS, t.max_steps),
-    ]
+    """The benchmark's MLLOG hyperparameter keys with the values this run really uses."""
+    return [*optimizer_events(sys.modules[__name__], cfg), (C.MAX_STEPS, cfg.train.max_steps)]

@@ -1,0 +1,59 @@
+"""What the two C4 pretraining benchmarks (llama31_8b, llama31_405b) share: the shape of their
+default config and of their MLLOG hyperparameter keys. The values stay in each module."""
+
+from __future__ import annotations
+
+from types import ModuleType
+
+from mlperf_logging.mllog import constants as C
+
+from trainperf.config import Config, DataConfig, LogConfig, ModelConfig, TrainConfig
+
+
+def pretraining_config(rules: ModuleType, scale: str, *, end_lr_factor: float) -> Config:
+    """The default config of ``rules`` (a benchmark module) at ``scale``."""
+    s = rules.SCALES[scale]
+    return Config(
+        benchmark=rules.SUBMISSION_BENCHMARK,
+        scale=scale,
+        model=ModelConfig(flavor=s.flavor, n_layers=s.n_layers),
+        train=TrainConfig(
+            seq_len=s.seq_len,
+            global_batch_size=s.global_batch_size,
+            micro_batch_size=s.micro_batch_size,
+            lr=s.lr,
+            warmup_steps=s.warmup_steps,
+            max_steps=s.max_steps,
+            end_lr_factor=end_lr_factor,
+            beta1=rules.OPT_ADAMW_BETA_1,
+            beta2=rules.OPT_ADAMW_BETA_2,
+            eps=rules.OPT_ADAMW_EPSILON,
+            weight_decay=rules.OPT_ADAMW_WEIGHT_DECAY,
+            grad_clip=rules.OPT_GRADIENT_CLIP_NORM,
+            eval_every_samples=s.eval_every_samples,
+            eval_samples=s.eval_samples,
+            target=s.target,
+        ),
+        data=DataConfig(source=s.data_source, vocab_size=s.vocab_size, max_bytes=s.max_bytes),
+        log=LogConfig(),
+    )
+
+
+def optimizer_events(rules: ModuleType, cfg: Config) -> list[tuple[str, object]]:
+    """The hyperparameter keys both closed YAMLs check, with this run's values, in an order the
+    checker accepts (warmup before decay steps, whose CHECK reads the warmup state)."""
+    t = cfg.train
+    return [
+        (C.MAX_SEQUENCE_LENGTH, t.seq_len),
+        (C.OPT_NAME, rules.OPT_NAME),
+        (C.OPT_BASE_LR, t.lr),
+        (C.OPT_END_LR, t.end_lr),
+        (C.OPT_LR_WARMUP_STEPS, t.warmup_steps),
+        (C.OPT_LR_DECAY_STEPS, t.max_steps - t.warmup_steps),
+        (C.OPT_LR_DECAY_SCHEDULE, rules.OPT_LEARNING_RATE_DECAY_SCHEDULE),
+        (C.OPT_ADAMW_BETA_1, t.beta1),
+        (C.OPT_ADAMW_BETA_2, t.beta2),
+        (C.OPT_ADAMW_EPSILON, t.eps),
+        (C.OPT_ADAMW_WEIGHT_DECAY, t.weight_decay),
+        (C.OPT_GRADIENT_CLIP_NORM, t.grad_clip),
+    ]
