@@ -431,18 +431,21 @@ def cmd_perf(args: argparse.Namespace) -> int:
     from trainperf.train.distributed import init_distributed, launched_by_torchrun, shutdown
     from trainperf.train.perf import measure
 
-    if args.nproc < 1:
-        raise ValueError(f"--nproc({args.nproc}) must be >= 1")
+    if args.nproc < 1 or args.steps < 1 or args.warmup < 0:  # before any GPU work
+        raise ValueError(
+            f"--nproc({args.nproc}) and --steps({args.steps}) must be >= 1, --warmup"
+            f"({args.warmup}) >= 0"
+        )
     if args.scale is None:
         args.scale = "full" if torch.cuda.is_available() else DEFAULT_SCALE
+    # random weights unless a checkpoint is asked for; the proxy options are plain overrides
     overrides = ["model.checkpoint=random"] + [i for i in args.items if "=" in i]
     if args.layers is not None:
         overrides.append(f"model.n_layers={args.layers}")
     if args.gbs is not None:
         overrides.append(f"train.global_batch_size={args.gbs}")
     args.items = [i for i in args.items if "=" not in i] + overrides
-    args.seed = 0 if "train.seed" not in " ".join(overrides) else None
-    args.results = None
+    args.seed, args.results = None, None  # a fresh seed (shared by the ranks); no result files
     cfg = resolve_run_config(args)
     if args.nproc > 1 and not launched_by_torchrun():
         return _relaunch_with_torchrun(sys.argv[1:], args.nproc)
