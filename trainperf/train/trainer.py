@@ -164,8 +164,9 @@ class Trainer:
         self.train_samples_per_epoch = self.data.train_samples
         self.model = self.build_model()
         self.params = [p for p in self.model.parameters() if p.requires_grad]
-        # fused AdamW on a single GPU; foreach (the default) on sharded DTensor parameters
-        fused = self.device.type == "cuda" and not self.env.enabled
+        # fused AdamW on CUDA, FSDP2's sharded DTensor parameters included (one kernel for all
+        # parameters instead of foreach's per-tensor launches); foreach on CPU
+        fused = self.device.type == "cuda" and self.cfg.parallel.tp == 1
         self.optimizer = build_optimizer(self.model, self.cfg.train, fused=fused)
 
     def _build_data(self) -> BenchmarkData:
