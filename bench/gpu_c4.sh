@@ -3,12 +3,7 @@
 # Megatron files on disk -> prepare --verify -> trainperf run --scale full --nproc 2, a few steps;
 # then, if that ran out of memory, the same with full activation checkpointing.
 # Usage (repo root, mlperf-logging wheel in .whl/): bash bench/gpu_c4.sh  (results under $OUT)
-set -u
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONUNBUFFERED=1 TRAINPERF_HOME=/tmp/tph OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+source bench/device_env.sh
 timeout 330 python3 bench/c4_full_scale.py --nproc 2 --steps 8 --out "$OUT/c4_8b.json" \
   2>&1 | grep -v '^W1' | tail -60 | tee "$OUT/c4_8b.log"
 if grep -qi "out of memory" "$OUT/c4_8b.log"; then

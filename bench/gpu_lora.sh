@@ -4,13 +4,7 @@
 #   2. tiny scale with --nproc 2 (FSDP over NCCL, sharded evaluation)
 #   3. tiny scale on one GPU
 # Usage (repo root, mlperf-logging wheel in .whl/): bash bench/gpu_lora.sh  (results under $OUT)
-set -u
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONUNBUFFERED=1 TRAINPERF_HOME=/tmp/tph OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
-python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+source bench/device_env.sh
 [ -n "${SKIP_70B:-}" ] || timeout 330 python3 bench/lora_full_scale.py --nproc 2 --steps 5 --out "$OUT/lora70b.json" \
   2>&1 | tail -40 | tee "$OUT/lora70b.log"
 timeout 150 python3 -m trainperf run llama2_70b_lora --nproc 2 --seed 1 --no-progress \

@@ -6,18 +6,7 @@
 #   trainperf: trainperf perf llama31_8b --nproc 2 --gbs 2 (one micro-batch per GPU, as the peer),
 #              with full activation checkpointing (as the peer) and without; then the benchmark's GBS 32
 # Usage (repo root; .whl/ with mlperf-logging, .peer/peer_bench.py): bash bench/gpu_speed_8b.sh
-set -u
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-export PYTHONUNBUFFERED=1 TRAINPERF_HOME=/tmp/tph OUT=${OUT:-/tmp/out}
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-  --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site:$PWD || exit 1
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$OUT/gpus.txt"
-run() {  # name, timeout, command...
-  local name=$1 limit=$2; shift 2
-  echo "== $name: $*" | tee -a "$OUT/commands.txt"
-  timeout "$limit" "$@" > "$OUT/$name.json" 2> "$OUT/$name.err"
-  echo "exit $?" >> "$OUT/$name.err"; tail -3 "$OUT/$name.json"
-}
+source bench/device_env.sh
 run peer_8b 240 torchrun --standalone --nproc-per-node 2 .peer/peer_bench.py hf-pretrain --size 8b --steps 8
 run ours_8b_gbs2_ac 200 python3 -m trainperf perf llama31_8b --nproc 2 --gbs 2 --steps 6 --warmup 2 \
   --json parallel.activation_checkpointing=full
