@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -429,7 +430,14 @@ class Llama(nn.Module):
         rope_cache = precompute_rope_cache(cfg, device=self.output.weight.device)
         self.register_buffer("rope_cache", rope_cache, persistent=False)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+    def forward(self, tokens: torch.Tensor, *, head: Callable | None = None) -> object:
+        """Logits (B, T, vocab_size) of `tokens` (B, T).
+
+        head: called as ``head(hidden, output.weight)`` on the final normed hidden states
+        (B, T, dim) instead of the output layer, and its result returned: the trainer's chunked
+        cross entropy, which never materialises the logits. Called inside this forward, so
+        FSDP's gathered output weight and autograd hooks apply as for the output layer.
+        """
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (batch, seq_len), got shape {tuple(tokens.shape)}")
         T = tokens.shape[1]
@@ -442,6 +450,8 @@ class Llama(nn.Module):
         h = self.tok_embeddings(tokens)  # (B, T, dim)
         for layer in self.layers.values():
             h = layer(h, rope_cache)
+        if head is not None:
+            return head(self.norm(h), self.output.weight)
         return self.output(self.norm(h))  # (B, T, vocab_size)
 
     @torch.no_grad()

@@ -1,0 +1,79 @@
+"""Chunked cross entropy equals the plain one: values and gradients, both reductions."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from trainperf.models.llama import Llama, get_llama_config
+from trainperf.train.loss import ChunkedCrossEntropy, chunked_loss_head, loss_terms
+
+
+@pytest.fixture(scope="module")
+def model_and_batch():
+    torch.manual_seed(0)
+    cfg = get_llama_config("debug")
+    model = Llama(cfg)
+    model.init_weights()
+    x = torch.randint(0, cfg.vocab_size, (3, 20))
+    y = torch.randint(0, cfg.vocab_size, (3, 20))
+    y[0, :7] = -100  # a prompt
+    y[2] = -100  # a sample with nothing scored
+    return model, x, y
+
+
+def grads_of(model, loss) -> dict[str, torch.Tensor]:
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    return {n: p.grad.clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("reduction", ["token", "sample"])
+@pytest.mark.parametrize("chunk", [1, 7, 60, 4096])  # one token, uneven, exact, one chunk
+def test_chunked_equals_plain(model_and_batch, reduction: str, chunk: int) -> None:
+    model, x, y = model_and_batch
+    s, c = loss_terms(model(x), y, reduction=reduction)
+    ref = grads_of(model, s / c)
+    head = chunked_loss_head(y, reduction=reduction, dtype=torch.float32, chunk=chunk)
+    s2, c2 = model(x, head=head)
+    got = grads_of(model, s2 / c2)
+    assert c2.item() == c.item()
+    torch.testing.assert_close(s2, s, rtol=1e-6, atol=1e-6)
+    for name in ref:  # float32, summed in another order: relative to the tensor's scale
+        rel = ((got[name] - ref[name]).abs().max() / ref[name].abs().max()).item()
+        assert rel < 1e-5, (name, rel)
+
+
+def test_bf16_chunked_matches_autocast_logits() -> None:
+    """In bf16 the logits are rounded as autocast's F.linear rounds them; grads come back in
+    the input dtypes."""
+    torch.manual_seed(1)
+    h = torch.randn(50, 32, requires_grad=True)
+    w = torch.randn(300, 32, requires_grad=True)
+    labels = torch.randint(0, 300, (50,))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = torch.nn.functional.linear(h, w)
+    ref = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
+    ones = torch.ones(50)
+    got = ChunkedCrossEntropy.apply(h, w, labels, ones, 16, torch.bfloat16, True)
+    torch.testing.assert_close(got, ref.sum(), rtol=1e-5, atol=1e-4)
+    (gh, gw) = torch.autograd.grad(got, (h, w))
+    (rh, rw) = torch.autograd.grad(ref.sum(), (h, w))
+    assert gh.dtype == h.dtype and gw.dtype == w.dtype
+    torch.testing.assert_close(gh, rh, rtol=2e-2, atol=2e-2)
+    torch.testing.assert_close(gw, rw, rtol=2e-2, atol=2e-2)
+
+
+def test_no_grad_forward_for_evaluation(model_and_batch) -> None:
+    model, x, y = model_and_batch
+    with torch.no_grad():
+        s, c = model(x, head=chunked_loss_head(y, reduction="sample", dtype=torch.float32))
+        s2, c2 = loss_terms(model(x), y, reduction="sample")
+    torch.testing.assert_close(s / c, s2 / c2)
+
+
+def test_bad_chunk_is_refused() -> None:
+    with pytest.raises(ValueError, match="chunk"):
+        chunked_loss_head(
+            torch.zeros(1, 1, dtype=torch.long), reduction="token", dtype=torch.float32, chunk=0
+        )
