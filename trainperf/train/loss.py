@@ -69,52 +69,87 @@ def count_units(labels: torch.Tensor, *, reduction: str) -> float:
     return float(scored.any(dim=1).sum())
 
 
+def chunk_loss_and_grad(
+    logits: torch.Tensor, labels: torch.Tensor, w: torch.Tensor, with_grad: bool
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """One chunk: (sum_i w_i * CE_i, d/d logits in logits' dtype or None); logits (n, V).
+
+    Log-sum-exp and softmax in float32. With ``compile`` on, ``chunked_loss_head`` runs this
+    through torch.compile, which fuses it into a couple of passes over the chunk's logits.
+    """
+    x = logits.float()
+    lse = torch.logsumexp(x, dim=-1)  # (n,)
+    scored = labels != IGNORE_INDEX
+    index = labels.clamp(min=0).unsqueeze(1)  # (n, 1)
+    ce = torch.where(scored, lse - x.gather(1, index).squeeze(1), 0.0)
+    total = (ce * w).sum()
+    if not with_grad:
+        return total, None
+    # d CE / d logits = softmax - onehot(label), weighted; zero for unscored tokens
+    scale = (w * scored).unsqueeze(1)  # (n, 1)
+    grad = torch.exp(x - lse.unsqueeze(1)).scatter_add(1, index, -scored.float().unsqueeze(1))
+    return total, (grad * scale).to(logits.dtype)
+
+
+_compiled_chunk_loss_and_grad = None
+
+
+def compiled_chunk_loss_and_grad():
+    """``chunk_loss_and_grad`` through torch.compile (built once per process)."""
+    global _compiled_chunk_loss_and_grad
+    if _compiled_chunk_loss_and_grad is None:
+        _compiled_chunk_loss_and_grad = torch.compile(chunk_loss_and_grad, fullgraph=True)
+    return _compiled_chunk_loss_and_grad
+
+
 class ChunkedCrossEntropy(torch.autograd.Function):
-    """sum_i w_i * CE(hidden_i @ weight.T, label_i), without materialising all the logits.
+    """sum_i w_i * CE(hidden_i @ weight.T, label_i), without materialising float32 logits.
 
     A chunk of ``chunk`` tokens at a time: logits = hidden_c @ weight.T in ``dtype`` (as
-    autocast's F.linear computes them), log-sum-exp and the label's logit in float32. The loss
-    is the last operation of the step, so its gradients are computed right there in the
-    forward, chunk by chunk: grad_logits = (softmax - onehot) * w, then grad_hidden and
-    grad_weight (accumulated in float32, stored in the weight's dtype); backward only scales them
-    by the incoming scalar. No logits are recomputed and none are kept: peak extra memory is one
-    chunk's float32 logits (512 MiB at chunk 1024, V 128,256) plus the weight's gradient.
-    Per-token weights w carry the reduction (see ``chunked_loss_head``); labels of IGNORE_INDEX
-    contribute nothing. Without ``with_grad`` (evaluation) only the loss is computed.
+    autocast's F.linear computes them), log-sum-exp, softmax and the gradient in float32
+    (``chunk_fn``, by default ``chunk_loss_and_grad``). The loss is the last operation of the
+    step, so its gradients are computed right there in the forward: each chunk's d/d logits is
+    stored in ``dtype`` into one (N, V) buffer, the same tensor plain autocast training keeps,
+    and after the loop grad_hidden = G @ W and grad_weight = G.T @ hidden are one GEMM each, as
+    in plain training (float32 accumulation inside the GEMM, one rounding). Backward only scales
+    them by the incoming scalar. Extra memory: G in ``dtype`` plus one chunk's float32 logits;
+    never the (N, V) float32 logits, their softmax or their gradient. Per-token weights w carry
+    the reduction (see ``chunked_loss_head``); labels of IGNORE_INDEX contribute nothing.
+    Without ``with_grad`` (evaluation) only the loss is computed.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, labels, w, chunk: int, dtype: torch.dtype, with_grad: bool):
+    def forward(
+        ctx, hidden, weight, labels, w, chunk: int, dtype: torch.dtype, with_grad: bool, chunk_fn
+    ):
         # hidden (N, D), weight (V, D), labels (N,), w (N,) float32 -> scalar float32
-        wt = weight.to(dtype)
+        chunk_fn = chunk_fn or chunk_loss_and_grad
+        wt, h = weight.to(dtype), hidden.to(dtype)
         total = torch.zeros((), device=hidden.device, dtype=torch.float32)
-        grad_hidden = torch.empty_like(hidden) if with_grad else None
-        grad_weight = torch.zeros(weight.shape, device=weight.device) if with_grad else None
-        for start in range(0, hidden.shape[0], chunk):
-            h = hidden[start : start + chunk].to(dtype)
-            lab, wc = labels[start : start + chunk], w[start : start + chunk]
-            logits = (h @ wt.t()).float()  # (n, V)
-            ce = F.cross_entropy(logits, lab, ignore_index=IGNORE_INDEX, reduction="none")
-            total += (ce * wc).sum()
-            if not with_grad:
-                continue
-            grad = torch.softmax(logits, dim=-1)  # d CE / d logits = softmax - onehot
-            del logits
-            scored = lab != IGNORE_INDEX
-            rows = torch.arange(lab.shape[0], device=lab.device)
-            grad[rows, lab.clamp(min=0)] -= scored.float()
-            grad *= (wc * scored).unsqueeze(1)
-            grad = grad.to(dtype)
-            grad_hidden[start : start + chunk] = grad @ wt
-            grad_weight += (grad.t() @ h).float()
+        n = hidden.shape[0]
+        grads = (
+            torch.empty((n, weight.shape[0]), device=hidden.device, dtype=dtype)
+            if with_grad
+            else None
+        )
+        for start in range(0, n, chunk):
+            logits = h[start : start + chunk] @ wt.t()  # (chunk, V) in dtype
+            part, grad = chunk_fn(
+                logits, labels[start : start + chunk], w[start : start + chunk], with_grad
+            )
+            total += part
+            if with_grad:
+                grads[start : start + chunk] = grad
         if with_grad:
-            ctx.save_for_backward(grad_hidden, grad_weight.to(weight.dtype))
+            grad_hidden = (grads @ wt).to(hidden.dtype)  # (N, D)
+            grad_weight = (grads.t() @ h).to(weight.dtype)  # (V, D)
+            ctx.save_for_backward(grad_hidden, grad_weight)
         return total
 
     @staticmethod
     def backward(ctx, grad_total):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_total, grad_weight * grad_total, None, None, None, None, None
+        return grad_hidden * grad_total, grad_weight * grad_total, *([None] * 6)
 
 
 def token_weights(labels: torch.Tensor, *, reduction: str) -> torch.Tensor:
@@ -128,11 +163,17 @@ def token_weights(labels: torch.Tensor, *, reduction: str) -> torch.Tensor:
 
 
 def chunked_loss_head(
-    labels: torch.Tensor, *, reduction: str, dtype: torch.dtype, chunk: int = 1024
+    labels: torch.Tensor,
+    *,
+    reduction: str,
+    dtype: torch.dtype,
+    chunk: int = 1024,
+    compile: bool = False,
 ) -> Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]]:
     """A ``head`` for ``Llama.forward``: (hidden (B, T, D), output weight (V, D)) -> (sum, count).
 
-    The same values as ``loss_terms(model(tokens), labels)``, through ``ChunkedCrossEntropy``.
+    The same values as ``loss_terms(model(tokens), labels)``, through ``ChunkedCrossEntropy``;
+    with ``compile`` each chunk's loss and gradient run as torch.compile-fused kernels.
     """
     if chunk < 1:
         raise ValueError(f"cross-entropy chunk({chunk}) must be >= 1 tokens")
@@ -151,6 +192,7 @@ def chunked_loss_head(
             chunk,
             dtype,
             with_grad,
+            compiled_chunk_loss_and_grad() if compile else None,
         )
         return loss_sum, count
 

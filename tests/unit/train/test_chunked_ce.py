@@ -55,13 +55,28 @@ def test_bf16_chunked_matches_autocast_logits() -> None:
         logits = torch.nn.functional.linear(h, w)
     ref = torch.nn.functional.cross_entropy(logits.float(), labels, reduction="none")
     ones = torch.ones(50)
-    got = ChunkedCrossEntropy.apply(h, w, labels, ones, 16, torch.bfloat16, True)
+    got = ChunkedCrossEntropy.apply(h, w, labels, ones, 16, torch.bfloat16, True, None)
     torch.testing.assert_close(got, ref.sum(), rtol=1e-5, atol=1e-4)
     (gh, gw) = torch.autograd.grad(got, (h, w))
     (rh, rw) = torch.autograd.grad(ref.sum(), (h, w))
     assert gh.dtype == h.dtype and gw.dtype == w.dtype
     torch.testing.assert_close(gh, rh, rtol=2e-2, atol=2e-2)
     torch.testing.assert_close(gw, rw, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("reduction", ["token", "sample"])
+def test_compiled_chunks_equal_eager(model_and_batch, reduction: str) -> None:
+    """parallel.compile fuses each chunk's loss and gradient; the numbers stay the same."""
+    model, x, y = model_and_batch
+    eager = chunked_loss_head(y, reduction=reduction, dtype=torch.float32, chunk=16)
+    s, c = model(x, head=eager)
+    ref = grads_of(model, s / c)
+    fused = chunked_loss_head(y, reduction=reduction, dtype=torch.float32, chunk=16, compile=True)
+    s2, c2 = model(x, head=fused)
+    got = grads_of(model, s2 / c2)
+    torch.testing.assert_close(s2, s, rtol=1e-6, atol=1e-6)
+    for name in ref:
+        torch.testing.assert_close(got[name], ref[name], rtol=1e-5, atol=1e-7)
 
 
 def test_no_grad_forward_for_evaluation(model_and_batch) -> None:
