@@ -15,6 +15,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+DATA_SOURCES = ("c4", "govreport", "builtin")
+CROSS_ENTROPY_IMPLS = ("auto", "chunked", "plain")
+# Kept here, not imported from trainperf.parallel, so that reading a config imports no torch
+# (tests/unit/parallel checks they equal the modules' own tuples).
+AC_MODES = ("none", "full", "selective")
+FLOAT8_RECIPES = ("none", "tensorwise", "rowwise")
+ATTENTION_BACKENDS = ("auto", "cudnn", "flash", "efficient", "math")
+
 
 @dataclass
 class ModelConfig:
@@ -92,6 +100,13 @@ class TrainConfig:
     """'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
     dtype: str = "auto"
     """Compute dtype: 'auto' (bfloat16 on CUDA, float32 on CPU), 'bfloat16' or 'float32'."""
+    attention: str = "auto"
+    """Attention kernel on CUDA: 'auto' (cuDNN first on Hopper, about 2x flash there; PyTorch's
+    order elsewhere), 'cudnn', 'flash', 'efficient' or 'math'. No effect on CPU."""
+    cross_entropy: str = "auto"
+    """'chunked' (loss from the hidden states 1024 tokens at a time: the fp32 logits of a 128k
+    vocabulary never exist whole), 'plain' (full logits, then F.cross_entropy), or 'auto'
+    (chunked, plain under tensor parallel, whose output layer gathers sharded logits)."""
 
     def __post_init__(self) -> None:
         _check_positive(
@@ -119,6 +134,14 @@ class TrainConfig:
             )
         if not 0.0 <= self.end_lr_factor <= 1.0:
             raise ValueError(f"train.end_lr_factor({self.end_lr_factor}) must be in [0, 1]")
+        if self.attention not in ATTENTION_BACKENDS:
+            raise ValueError(
+                f"train.attention({self.attention!r}) must be one of {ATTENTION_BACKENDS}"
+            )
+        if self.cross_entropy not in CROSS_ENTROPY_IMPLS:
+            raise ValueError(
+                f"train.cross_entropy({self.cross_entropy!r}) must be one of {CROSS_ENTROPY_IMPLS}"
+            )
         if self.dtype not in ("auto", "bfloat16", "float32"):
             raise ValueError(
                 f"train.dtype({self.dtype!r}) must be one of 'auto', 'bfloat16', 'float32'"
@@ -139,9 +162,6 @@ class TrainConfig:
         return self.lr * self.end_lr_factor
 
 
-DATA_SOURCES = ("c4", "govreport", "builtin")
-
-
 @dataclass
 class ParallelConfig:
     dp_shard: int = -1
@@ -149,17 +169,36 @@ class ParallelConfig:
     tp: int = 1
     """Tensor-parallel degree (with sequence parallel)."""
     activation_checkpointing: str = "none"
-    """'none' or 'full' (recompute each TransformerBlock in backward; needed for 70B at 8192)."""
+    """'none', 'full' (recompute each TransformerBlock in backward; needed for 70B at 8192) or
+    'selective' (keep the attention output and every second matmul, recompute the rest)."""
+    compile: bool = False
+    """torch.compile each TransformerBlock (fused norms, RoPE, SwiGLU; compiled in the first
+    step)."""
+    float8: str = "none"
+    """Float8 matmuls for the block Linears through torchao: 'none', 'tensorwise' (fastest) or
+    'rowwise' (more accurate); needs an FP8 GPU (H100, H200, L40, B200) and torchao. With LoRA
+    only 'rowwise': the frozen base is stored in float8 (half the memory of bf16)."""
+    reshard_after_forward: bool = True
+    """FSDP: free each block's gathered weights after its forward and gather them again in
+    backward (least memory); false keeps them from forward to backward (one all-gather per step
+    instead of two, more memory: the unsharded weights of every block at once)."""
 
     def __post_init__(self) -> None:
         if self.tp < 1:
             raise ValueError(f"parallel.tp({self.tp}) must be >= 1")
         if self.dp_shard == 0 or self.dp_shard < -1:
             raise ValueError(f"parallel.dp_shard({self.dp_shard}) must be -1 (auto) or >= 1")
-        if self.activation_checkpointing not in ("none", "full"):
+        if self.activation_checkpointing not in AC_MODES:
             raise ValueError(
                 f"parallel.activation_checkpointing({self.activation_checkpointing!r}) must be "
-                "'none' or 'full'"
+                f"one of {AC_MODES}"
+            )
+        if self.float8 not in FLOAT8_RECIPES:
+            raise ValueError(f"parallel.float8({self.float8!r}) must be one of {FLOAT8_RECIPES}")
+        if self.float8 != "none" and self.tp > 1:
+            raise ValueError(
+                f"parallel.float8={self.float8} with parallel.tp={self.tp} is not supported "
+                "(float8 tensor-parallel styles are not wired yet); use tp=1 or float8=none"
             )
 
 
@@ -216,6 +255,27 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     log: LogConfig = field(default_factory=LogConfig)
+
+    def __post_init__(self) -> None:
+        # Combinations of sections that cannot work, refused before anything is built.
+        par, t = self.parallel, self.train
+        if t.cross_entropy == "chunked" and par.tp > 1:
+            raise ValueError(
+                f"train.cross_entropy=chunked with parallel.tp={par.tp}: the tensor-parallel "
+                "output layer gathers sharded logits; use train.cross_entropy=auto or plain"
+            )
+        if par.float8 == "tensorwise" and self.model.lora_rank:
+            raise ValueError(
+                f"parallel.float8=tensorwise with LoRA (model.lora_rank={self.model.lora_rank}): "
+                "the frozen base is stored in float8 with one scale per row; use "
+                "parallel.float8=rowwise (or none)"
+            )
+
+    @property
+    def chunked_cross_entropy(self) -> bool:
+        """Whether the loss is computed chunk by chunk from the hidden states."""
+        ce = self.train.cross_entropy
+        return ce == "chunked" or (ce == "auto" and self.parallel.tp == 1)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -27,8 +27,10 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor
 
 from trainperf.config import TrainConfig
+from trainperf.models.hf_adapter import canonical_name
 from trainperf.models.llama import Llama, LlamaConfig, get_llama_config, precompute_rope_cache
 from trainperf.parallel import ParallelDims, apply_fsdp, parallelize_model
+from trainperf.train.loss import chunked_loss_head
 from trainperf.train.optim import build_optimizer
 
 GLOBAL_BATCH = 4
@@ -47,6 +49,8 @@ class Layout(NamedTuple):
     """Also apply FSDP over the dp_shard dimension of size 1 (parallelize_model skips it)."""
     model: dict[str, object] = {}
     """Overrides of the `debug` LlamaConfig."""
+    chunked_ce: bool = False
+    """Compute the loss with the trainer's chunked cross entropy (Llama.forward's head)."""
 
 
 CONFIGS: dict[str, Layout] = {
@@ -57,6 +61,16 @@ CONFIGS: dict[str, Layout] = {
     "fsdp2_tp2": Layout(2, 2),  # 4 ranks
     "fsdp2_tp2_fused_qkv": Layout(2, 2, model={"fused_qkv": True}),  # 4 ranks
     "tp2_fused_qkv": Layout(1, 2, model={"fused_qkv": True}),
+    # the [speed] features on the FSDP path: chunked CE, selective AC, compile per block
+    # ..._keep: FSDP keeps the gathered weights from forward to backward (no reshard)
+    "fsdp2_chunked_ce_sac_keep": Layout(
+        2,
+        1,
+        {"activation_checkpointing": "selective", "reshard_after_forward": False},
+        chunked_ce=True,
+    ),
+    "fsdp2_compile_full_ac": Layout(2, 1, {"activation_checkpointing": "full", "compile": True}),
+    "tp2_sac": Layout(1, 2, {"activation_checkpointing": "selective"}),
 }
 
 
@@ -69,8 +83,12 @@ def make_batches() -> list[torch.Tensor]:
     ]
 
 
-def loss_of(model: nn.Module, batch: torch.Tensor) -> torch.Tensor:
+def loss_of(model: nn.Module, batch: torch.Tensor, *, chunked: bool = False) -> torch.Tensor:
     # As Trainer.loss_of: mean next-token cross entropy over the batch.
+    if chunked:  # chunks of 24 tokens: several per sample, the last one short
+        head = chunked_loss_head(batch[:, 1:], reduction="token", dtype=torch.float32, chunk=24)
+        loss_sum, count = model(batch[:, :-1], head=head)
+        return loss_sum / count
     logits = model(batch[:, :-1])
     return F.cross_entropy(logits.float().flatten(0, 1), batch[:, 1:].flatten())
 
@@ -81,6 +99,7 @@ def train(
     *,
     reduce: Callable[[torch.Tensor], float],
     first_grads: dict[str, torch.Tensor],
+    chunked_ce: bool = False,
 ) -> list[float]:
     """STEPS steps of the trainer's recipe: AdamW (build_optimizer), grad-norm clip, step.
     The full gradients of the first step go into `first_grads` (Adam's update is nearly blind to
@@ -88,17 +107,17 @@ def train(
     optimizer = build_optimizer(model, TrainConfig(lr=LR, grad_clip=GRAD_CLIP))
     losses = []
     for step, batch in enumerate(batches):
-        loss = loss_of(model, batch)
+        loss = loss_of(model, batch, chunked=chunked_ce)
         loss.backward()
         if step == 0:
             first_grads["placements"] = {
-                n: str(p.grad.placements)
+                canonical_name(n): str(p.grad.placements)
                 for n, p in model.named_parameters()
                 if isinstance(p.grad, DTensor)
             }
             for name, p in model.named_parameters():
                 g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
-                first_grads[name] = g.detach().clone()
+                first_grads[canonical_name(name)] = g.detach().clone()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -174,7 +193,7 @@ def full_weights(model: nn.Module) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in model.state_dict().items():
         v = v.full_tensor() if isinstance(v, DTensor) else v
-        out[k] = v.detach().clone()
+        out[canonical_name(k)] = v.detach().clone()
     return out
 
 
@@ -199,7 +218,8 @@ def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> di
         return loss.item() / dp
 
     grads: dict[str, torch.Tensor] = {}
-    losses = train(model, local, reduce=global_mean, first_grads=grads)
+    chunked = CONFIGS[name].chunked_ce
+    losses = train(model, local, reduce=global_mean, first_grads=grads, chunked_ce=chunked)
     placements = grads.pop("placements")
     grad_errors = {k: max_rel(grads[k], ref_grads[k]) for k in ref_grads}
     worst_grad = max(grad_errors, key=grad_errors.get)

@@ -75,15 +75,17 @@ def check(result: dict) -> None:
 
 # fused_qkv: one wqkv projection with rows grouped per K/V head (the llama2_70b_lora layout).
 TWO_RANK_CONFIGS = ["fsdp2", "tp2", "tp2_no_sp", "fsdp1_tp2", "tp2_fused_qkv"]
+# [speed] features: chunked cross entropy + selective AC, compile + full AC (FSDP), SAC under TP
+SPEED_CONFIGS = ["fsdp2_chunked_ce_sac_keep", "fsdp2_compile_full_ac", "tp2_sac"]
 FOUR_RANK_CONFIGS = ["fsdp2_tp2", "fsdp2_tp2_fused_qkv"]
 
 
 @pytest.fixture(scope="module")
 def two_rank_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return launch(tmp_path_factory.mktemp("parity2"), 2, TWO_RANK_CONFIGS)
+    return launch(tmp_path_factory.mktemp("parity2"), 2, TWO_RANK_CONFIGS + SPEED_CONFIGS)
 
 
-@pytest.mark.parametrize("config", TWO_RANK_CONFIGS)
+@pytest.mark.parametrize("config", TWO_RANK_CONFIGS + SPEED_CONFIGS)
 def test_two_ranks_match_one(two_rank_report: dict, config: str) -> None:
     check(two_rank_report[config])
 

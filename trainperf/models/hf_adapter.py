@@ -391,9 +391,15 @@ def _validate(
 
 @torch.no_grad()
 def _load_plan(
-    folder: Path, weight_map: dict[str, str], plan: dict[str, _Source], params: dict, where: str
+    folder: Path,
+    weight_map: dict[str, str],
+    plan: dict[str, _Source],
+    params: dict,
+    where: str,
+    quantized: dict[str, nn.Module] | None = None,
 ) -> None:
-    """Validate everything, then fill each parameter's local shard in place."""
+    """Validate everything, then fill each parameter's local shard in place; a `quantized`
+    weight (a float8 frozen base) is handed to its layer's ``load_weight_`` instead."""
     with contextlib.ExitStack() as stack:
         files = _Files(folder, weight_map, stack)
         _validate(files, plan, params, where)
@@ -404,7 +410,11 @@ def _load_plan(
             assert tuple(local.shape) == shape, (ours, tuple(local.shape), shape)
             if local.numel() == 0:
                 continue
-            local.copy_(_read_local(files, src, shape, offset))
+            value = _read_local(files, src, shape, offset)
+            if quantized and ours in quantized:
+                quantized[ours].load_weight_(value)
+            else:
+                local.copy_(value)
 
 
 # --- loading ------------------------------------------------------------------------------------
@@ -450,7 +460,18 @@ def find_llama(model: nn.Module) -> Llama:
 
 def _base_params(model: nn.Module) -> dict[str, nn.Parameter]:
     params = {canonical_name(n): p for n, p in model.named_parameters()}
+    params.update({name: owner.weight for name, owner in _quantized_owners(model).items()})
     return {n: p for n, p in params.items() if ".lora_a." not in n and ".lora_b." not in n}
+
+
+def _quantized_owners(model: nn.Module) -> dict[str, nn.Module]:
+    """Layers whose frozen weight is a quantized buffer (parallel.float8 with LoRA), by the
+    weight's name; they store a high-precision value through ``load_weight_``."""
+    return {
+        canonical_name(f"{name}.weight"): mod
+        for name, mod in model.named_modules()
+        if hasattr(mod, "load_weight_") and "weight" in mod._buffers
+    }
 
 
 @torch.no_grad()
@@ -483,7 +504,14 @@ def load_hf_checkpoint(model: nn.Module, source: str | Path) -> None:
     for name in params:
         module, _, suffix = name.rpartition(".")
         plan[name] = _source(module, suffix, llama.cfg, hf_fused=hf_fused)
-    _load_plan(folder, weight_map, plan, params, where=f"checkpoint {folder}")
+    _load_plan(
+        folder,
+        weight_map,
+        plan,
+        params,
+        where=f"checkpoint {folder}",
+        quantized=_quantized_owners(model),
+    )
     _reset_rope_cache(llama)
 
 

@@ -316,8 +316,15 @@ class RMSNorm(nn.Module):
         nn.init.ones_(self.weight)
 
 
-def _init_linear(linear: nn.Linear, std: float) -> None:
-    nn.init.trunc_normal_(linear.weight, mean=0.0, std=std, a=-3 * std, b=3 * std)
+def _init_linear(linear: nn.Module, std: float) -> None:
+    w = linear.weight
+    if w.dtype.itemsize >= 2:
+        nn.init.trunc_normal_(w, mean=0.0, std=std, a=-3 * std, b=3 * std)
+        return
+    # a quantized frozen weight (parallel.float8 with LoRA): drawn in bf16, stored by the layer
+    hp = torch.empty(w.shape, dtype=torch.bfloat16, device=w.device)
+    nn.init.trunc_normal_(hp, mean=0.0, std=std, a=-3 * std, b=3 * std)
+    linear.load_weight_(hp)
 
 
 class Attention(nn.Module):

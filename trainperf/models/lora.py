@@ -159,8 +159,15 @@ class LoRALinear(nn.Linear):
         if hasattr(self, "lora_b"):
             self.init_lora_weights()
 
+    def _base(self, x: torch.Tensor) -> torch.Tensor:
+        """The frozen base path x W^T (a float8 base overrides it, see parallel/float8.py)."""
+        return F.linear(x, self.weight)
+
+    def base_weight(self) -> torch.Tensor:
+        return self.weight
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.linear(x, self.weight)  # (..., out_features), base dtype
+        out = self._base(x)  # (..., out_features), base dtype
         x = x.to(self.lora_a.weight.dtype)
         delta = self.lora_b(self.lora_a(self.dropout(x)))  # (..., rank) -> (..., out_features)
         return (out + delta * self.scale).to(out.dtype)
@@ -172,7 +179,8 @@ class LoRALinear(nn.Linear):
         Leaves the module unchanged; use it to save merged weights (see `merged_state_dict`).
         """
         delta = self.lora_b.weight.float() @ self.lora_a.weight.float()  # (out, in)
-        return (self.weight.float() + self.scale * delta).to(self.weight.dtype)
+        base = self.base_weight()
+        return (base.float() + self.scale * delta).to(base.dtype)
 
     def extra_repr(self) -> str:
         return f"{super().extra_repr()}, rank={self.rank}, alpha={self.alpha}"

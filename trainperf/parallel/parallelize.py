@@ -1,4 +1,5 @@
-"""Apply every parallelism to a model, in the one order that composes: TP -> AC -> compile -> FSDP.
+"""Apply every parallelism and speed feature to a model, in the one order that composes:
+float8 -> TP -> AC -> compile -> FSDP.
 
     with torch.device("meta"):
         model = Llama(cfg)
@@ -9,10 +10,12 @@
     model.to_empty(device="cuda")
     model.init_weights()  # or load_hf_checkpoint(model, path): each rank reads its own slices
 
-Why this order (torchtitan's): TP rewrites the Linear/Embedding parameters into DTensors and
-hooks their inputs and outputs, so it goes first; activation checkpointing and compile wrap each
-block's forward, including the TP hooks; FSDP goes last so that its all-gather and
-reduce-scatter hooks stay outside the compiled and checkpointed regions.
+Why this order (torchtitan's): float8 swaps Linear modules for Float8Linear, which the later
+steps must see (TP shards them, FSDP all-gathers their weights in float8). TP rewrites the
+Linear/Embedding parameters into DTensors and hooks their inputs and outputs, so it goes before
+activation checkpointing and compile, which wrap each block's forward, TP hooks included; FSDP
+goes last so that its all-gather and reduce-scatter hooks stay outside the compiled and
+checkpointed regions.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import torch
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 
+from trainperf.models.lora import LoRALinear
 from trainperf.parallel.ac import apply_ac
+from trainperf.parallel.compile import apply_compile
 from trainperf.parallel.dims import ParallelDims
+from trainperf.parallel.float8 import apply_float8, apply_float8_frozen_base
 from trainperf.parallel.fsdp import apply_fsdp
 from trainperf.parallel.tp import apply_tp
 
@@ -30,27 +36,40 @@ from trainperf.parallel.tp import apply_tp
 def parallelize_model(
     model: nn.Module,
     dims: ParallelDims,
-    mesh: DeviceMesh,
+    mesh: DeviceMesh | None,
     *,
     param_dtype: torch.dtype = torch.float32,
     reduce_dtype: torch.dtype = torch.float32,
     sequence_parallel: bool = True,
     reshard_after_forward: bool = True,
     activation_checkpointing: str = "none",
+    compile: bool = False,
+    float8: str = "none",
 ) -> nn.Module:
-    """Shard `model` in place over `mesh` (from `dims.build_mesh`) and return it.
+    """Apply the features to `model` in place and return it; mesh None for one process.
 
+    float8 ('none', 'tensorwise', 'rowwise': torchao Float8Linear for the block Linears; with
+    LoRA adapters, 'rowwise' stores the frozen base in float8, see `apply_float8_frozen_base`).
     Tensor parallel when dims.tp > 1; FSDP when dims.dp_shard > 1. With FSDP off (one data
     parallel rank), param_dtype and reduce_dtype have no effect: use autocast for mixed precision.
-    activation_checkpointing: 'none' or 'full' (every block recomputed in backward).
+    activation_checkpointing: 'none', 'full' (every block recomputed in backward) or 'selective'
+    (attention and every second matmul saved). compile: torch.compile per block.
     Call on the meta device, before `to_empty`.
     """
-    assert tuple(mesh.mesh_dim_names or ()) == ("dp_shard", "tp"), mesh.mesh_dim_names
-    assert mesh.size() == dims.world_size, (mesh.size(), dims.world_size)
+    if mesh is not None:
+        assert tuple(mesh.mesh_dim_names or ()) == ("dp_shard", "tp"), mesh.mesh_dim_names
+        assert mesh.size() == dims.world_size, (mesh.size(), dims.world_size)
+    else:
+        assert dims.world_size == 1, "a mesh is needed for more than one rank"
+    if any(isinstance(m, LoRALinear) for m in model.modules()):
+        apply_float8_frozen_base(model, recipe=float8)  # a frozen base: float8 storage too
+    else:
+        apply_float8(model, recipe=float8, fsdp=dims.dp_enabled)
     if dims.tp_enabled:
         apply_tp(model, mesh["tp"], sequence_parallel=sequence_parallel)
     apply_ac(model, mode=activation_checkpointing)
-    # TODO([speed]): torch.compile goes here, per TransformerBlock (compile.py).
+    if compile:
+        apply_compile(model)
     if dims.dp_enabled:
         apply_fsdp(
             model,
