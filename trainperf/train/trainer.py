@@ -30,8 +30,9 @@ from trainperf.mlperf.logger import MLPerfLogger, create_result_file
 from trainperf.models.hf_adapter import load_hf_checkpoint
 from trainperf.models.llama import Llama, LlamaConfig, get_llama_config
 from trainperf.models.lora import LoRAConfig, apply_lora, init_lora
-from trainperf.parallel.ac import apply_ac
+from trainperf.parallel.attention import set_attention_backend
 from trainperf.parallel.dims import ParallelDims
+from trainperf.parallel.float8 import check_float8_available, precompute_float8_scales
 from trainperf.parallel.parallelize import parallelize_model
 from trainperf.train.batches import Batch, BenchmarkData, build_data
 from trainperf.train.distributed import (
@@ -41,7 +42,8 @@ from trainperf.train.distributed import (
     broadcast_value,
     local_device,
 )
-from trainperf.train.loss import count_units, loss_terms
+from trainperf.train.loss import chunked_loss_head, count_units, loss_terms
+from trainperf.train.metrics import AsyncScalar
 from trainperf.train.optim import build_optimizer, lr_at, set_lr
 from trainperf.train.progress import RunProgress
 
@@ -159,6 +161,9 @@ class Trainer:
 
     # ---- setup (inside init_start .. init_stop) ----------------------------------------------
     def setup(self) -> None:
+        # what the device cannot do is refused before any data or model work
+        check_float8_available(self.cfg.parallel.float8, self.device)
+        self.attention = set_attention_backend(self.cfg.train.attention, self.device)
         if self.data is None:
             self.data = self._build_data()
         self.train_samples_per_epoch = self.data.train_samples
@@ -200,20 +205,21 @@ class Trainer:
             apply_lora(model, lora)
             if self.dtype != torch.float32:  # frozen base in bf16, adapters stay float32
                 cast_frozen_params_(model, self.dtype)
-        if self.env.enabled:
-            dims = ParallelDims(dp_shard=par.dp_shard, tp=par.tp, world_size=self.env.world_size)
-            dims.validate_for_model(mcfg, seq_len=self.cfg.train.seq_len)
-            mesh = dims.build_mesh(self.device.type)
-            parallelize_model(
-                model,
-                dims,
-                mesh,
-                param_dtype=self.dtype,
-                reduce_dtype=torch.float32,
-                activation_checkpointing=par.activation_checkpointing,
-            )
-        else:
-            apply_ac(model, mode=par.activation_checkpointing)
+        world = self.env.world_size if self.env.enabled else 1
+        dims = ParallelDims(dp_shard=par.dp_shard, tp=par.tp, world_size=world)
+        dims.validate_for_model(mcfg, seq_len=self.cfg.train.seq_len)
+        mesh = dims.build_mesh(self.device.type) if self.env.enabled else None
+        parallelize_model(
+            model,
+            dims,
+            mesh,
+            param_dtype=self.dtype,
+            reduce_dtype=torch.float32,
+            activation_checkpointing=par.activation_checkpointing,
+            compile=par.compile,
+            float8=par.float8,
+            reshard_after_forward=par.reshard_after_forward,
+        )
         model.to_empty(device=self.device)
         torch.manual_seed(self.cfg.train.seed)
         source = resolve_checkpoint_source(self.cfg, self.paths)
@@ -231,9 +237,24 @@ class Trainer:
             return contextlib.nullcontext()
         return torch.autocast(self.device.type, dtype=self.dtype)
 
+    def to_device(self, x: torch.Tensor) -> torch.Tensor:
+        # A copy from pageable memory makes the host wait for the GPU's queue; from pinned
+        # memory it is queued like a kernel.
+        if self.device.type == "cuda" and not x.is_pinned():
+            x = x.pin_memory()
+        return x.to(self.device, non_blocking=True)
+
     def loss_terms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        inputs, labels = (x.to(self.device, non_blocking=True) for x in batch)
+        inputs, labels = (self.to_device(x) for x in batch)
         with self.autocast():
+            if self.cfg.chunked_cross_entropy:  # (sum, count) without the (B, T, V) logits
+                head = chunked_loss_head(
+                    labels,
+                    reduction=self.reduction,
+                    dtype=self.dtype,
+                    compile=self.cfg.parallel.compile,
+                )
+                return self.model(inputs, head=head)
             logits = self.model(inputs)  # (B, T, vocab)
         return loss_terms(logits, labels, reduction=self.reduction)
 
@@ -267,6 +288,9 @@ class Trainer:
         )
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
+        precompute_float8_scales(
+            self.model, recipe=self.cfg.parallel.float8, fsdp=self.dp_ranks > 1
+        )
         self.steps += 1
         return total
 
@@ -308,6 +332,7 @@ class Trainer:
         )
         loss_val: float | None = None
         samples = 0
+        losses = AsyncScalar(self.device)  # read when ready: no host sync in the loop
         ml.start(C.BLOCK_START, metadata={C.SAMPLES_COUNT: 0})
         with progress if self.show_progress else contextlib.nullcontext():
             while self.steps < t.max_steps:
@@ -315,17 +340,13 @@ class Trainer:
                 samples = self.steps * gbs
                 evaluating = self.is_eval_step(samples)
                 if self.steps % self.cfg.log.log_every_steps == 0 or evaluating:
-                    loss_val = float(all_reduce_sum(loss.clone(), self.env)) / self.env.world_size
-                    ml.event(
-                        "train_loss",
-                        loss_val,
-                        metadata={
-                            C.SAMPLES_COUNT: samples,
-                            "lr": self.optimizer.param_groups[0]["lr"],
-                        },
-                    )
+                    mean = all_reduce_sum(loss.clone(), self.env) / self.env.world_size
+                    losses.put(mean, (samples, self.optimizer.param_groups[0]["lr"]))
+                last = self.steps == t.max_steps
+                for loss_val, (at, lr) in losses.ready(wait=evaluating or last):
+                    ml.event("train_loss", loss_val, metadata={C.SAMPLES_COUNT: at, "lr": lr})
                     if self.show_progress:
-                        progress.update(samples=samples, loss=loss_val)
+                        progress.update(samples=at, loss=loss_val)
                 if not evaluating:
                     continue
                 ml.end(C.BLOCK_STOP, metadata={C.SAMPLES_COUNT: samples})
