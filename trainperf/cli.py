@@ -117,8 +117,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--warmup", type=int, default=3, help="untimed first steps (default 3)")
     p.add_argument("--layers", type=int, help="proxy: this many transformer layers")
     p.add_argument("--gbs", type=int, help="proxy: this global batch size")
+    p.add_argument(
+        "--preset",
+        help="a named proxy configuration of the benchmark (--preset help lists them); "
+        "--layers, --gbs and section.key=value still apply on top",
+    )
     p.add_argument("--nproc", type=int, default=1, help="local GPUs through torchrun")
     p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="after the timed steps, profile --profile-steps more: a Chrome trace per rank in "
+        "DIR and GPU time by kernel category (GEMM, attention, communication, ...)",
+    )
+    p.add_argument(
+        "--profile-steps", type=int, default=2, help="steps under the profiler (default 2)"
+    )
 
     p = sub.add_parser("score", help="time to train of each run and the MLPerf score of a folder")
     p.add_argument("directories", type=Path, nargs="+", metavar="DIR")
@@ -431,15 +446,20 @@ def cmd_perf(args: argparse.Namespace) -> int:
     from trainperf.train.distributed import init_distributed, launched_by_torchrun, shutdown
     from trainperf.train.perf import measure
 
-    if args.nproc < 1 or args.steps < 1 or args.warmup < 0:  # before any GPU work
-        raise ValueError(
-            f"--nproc({args.nproc}) and --steps({args.steps}) must be >= 1, --warmup"
-            f"({args.warmup}) >= 0"
-        )
+    bad = [f"{flag}({value}) must be >= {low}" for flag, value, low in (
+        ("--nproc", args.nproc, 1), ("--steps", args.steps, 1), ("--warmup", args.warmup, 0),
+        ("--profile-steps", args.profile_steps, 1)) if value < low]  # fmt: skip
+    if bad:  # before any GPU work
+        raise ValueError("; ".join(bad))
+    if args.profile is not None and args.profile.exists() and not args.profile.is_dir():
+        raise ValueError(f"--profile {args.profile} is a file; give a folder for the traces")
+    preset = _perf_preset(args)
     if args.scale is None:
-        args.scale = "full" if torch.cuda.is_available() else DEFAULT_SCALE
+        default = "full" if torch.cuda.is_available() else DEFAULT_SCALE
+        args.scale = preset.scale if preset else default
     # random weights unless a checkpoint is asked for; the proxy options are plain overrides
-    overrides = ["model.checkpoint=random"] + [i for i in args.items if "=" in i]
+    overrides = ["model.checkpoint=random", *(preset.overrides if preset else ())]
+    overrides += [i for i in args.items if "=" in i]
     if args.layers is not None:
         overrides.append(f"model.n_layers={args.layers}")
     if args.gbs is not None:
@@ -454,12 +474,39 @@ def cmd_perf(args: argparse.Namespace) -> int:
     env = init_distributed(local_device(cfg.train.device))
     try:
         paths = _prepare_run(cfg, progress=False) if args.data_dir else None
-        result = measure(cfg, paths, steps=args.steps, warmup=args.warmup, env=env, console=console)
+        result = measure(
+            cfg,
+            paths,
+            steps=args.steps,
+            warmup=args.warmup,
+            env=env,
+            console=console,
+            profile_dir=args.profile,
+            profile_steps=args.profile_steps,
+        )
     finally:
         shutdown(env)
     if env.is_main:
         _render_perf(result, as_json=args.json)
     return 0
+
+
+def _perf_preset(args: argparse.Namespace):
+    """The PerfPreset that --preset names, or None; 'help' lists them and exits."""
+    if args.preset is None:
+        return None
+    from trainperf.benchmarks import get_benchmark
+
+    names = [i for i in args.items if "=" not in i]
+    bench = names[0] if names else DEFAULT_BENCHMARK
+    presets = getattr(get_benchmark(bench), "PERF_PRESETS", {})
+    if args.preset == "help" or args.preset not in presets:
+        lines = "\n".join(f"  {n}: {p.description}" for n, p in presets.items()) or "  (none)"
+        if args.preset == "help":
+            stdout.print(f"perf presets of {bench}:\n{lines}", highlight=False)
+            raise SystemExit(0)
+        raise ValueError(f"unknown --preset {args.preset!r} for {bench}; known:\n{lines}")
+    return presets[args.preset]
 
 
 def _render_perf(result, *, as_json: bool) -> None:
@@ -474,6 +521,7 @@ def _render_perf(result, *, as_json: bool) -> None:
     table.add_column("value", justify="right")
     rows = [
         ("device", f"{r.world_size} x {r.device}"),
+        ("features", r.features),
         ("layers / seq / GBS / micro-batch",
          f"{r.n_layers} / {r.seq_len} / {r.global_batch_size} / {r.micro_batch_size}"),
         ("step time (median, min)", f"{r.median_step_s:.3f} s, {r.min_step_s:.3f} s"),
@@ -492,6 +540,12 @@ def _render_perf(result, *, as_json: bool) -> None:
     stdout.print(table)
     stdout.print(r.projection_note, markup=False)
     stdout.print(f"step times: {r.step_times_s} (first {r.warmup_steps} not counted)")
+    stdout.print(f"losses (rank 0, seed {r.seed}): {r.losses}")
+    if r.profile is not None:
+        from trainperf.train.profile import ProfileSummary
+
+        summary = ProfileSummary(**{k: v for k, v in r.profile.items() if k != "gpu_busy_fraction"})
+        stdout.print("\n".join(summary.lines()), markup=False, highlight=False)
 
 
 def cmd_score(args: argparse.Namespace) -> int:
@@ -630,6 +684,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
+    if args.command in ("run", "perf"):
+        # Training allocates and frees tensors of many sizes; segments that grow in place keep
+        # the CUDA cache from fragmenting (torchtitan and NeMo set the same). A user's own
+        # setting wins; it must be set before CUDA starts, and torchrun's workers inherit it.
+        os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")
     try:
         return COMMANDS[args.command](args)
     except ValueError as exc:
@@ -640,6 +699,23 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")
         return 130
+    except Exception as exc:
+        if type(exc).__name__ != "OutOfMemoryError" or os.environ.get("TRAINPERF_DEBUG"):
+            raise
+        console.print(f"[bold red]error:[/] {out_of_memory_message(exc)}")
+        return EXIT_USER_ERROR
+
+
+def out_of_memory_message(exc: BaseException) -> str:
+    """One paragraph for a CUDA out-of-memory error: what ran out and what to change."""
+    first = str(exc).splitlines()[0] if str(exc) else "CUDA out of memory"
+    return (
+        f"the GPU ran out of memory ({first.rstrip('.')}). Fit the step with less memory: "
+        "parallel.activation_checkpointing=full, a smaller train.micro_batch_size, more GPUs "
+        "(--nproc N / more nodes: FSDP shards the weights), parallel.float8=rowwise for a LoRA "
+        "frozen base, parallel.compile=false with a float8 LoRA base (compile keeps more), or a "
+        "proxy with fewer layers (--layers N for perf). Set TRAINPERF_DEBUG=1 for the traceback."
+    )
 
 
 if __name__ == "__main__":

@@ -30,11 +30,27 @@ def test_perf_lora_table(trainperf):
     assert "n/a (LoRA)" in proc.stdout and "tokens/s/GPU" in proc.stdout
 
 
+def test_perf_profile_writes_trace_and_summary(trainperf, tmp_path):
+    out = tmp_path / "prof"
+    proc = trainperf(
+        "perf", "llama31_8b", "--steps", "1", "--warmup", "0", "--layers", "1",
+        "--profile", str(out), "--profile-steps", "1", "--json", check=True,
+    )  # fmt: skip
+    r = json.loads(proc.stdout)
+    assert (out / "trace_rank0.json.gz").is_file()
+    assert r["profile"]["steps"] == 1 and r["profile"]["wall_ms_per_step"] > 0
+    assert r["profile"]["trace"] == str(out / "trace_rank0.json.gz")
+    table = trainperf("perf", "--steps", "1", "--warmup", "0", "--profile", str(out), check=True)
+    assert "profile of 1 step" not in table.stdout and "profile of 2 step(s)" in table.stdout
+
+
 def test_perf_bad_input(trainperf):
     for args, message in (
         (["--steps", "0"], "--steps(0) must be >= 1"),
         (["--layers", "0"], "model.n_layers"),
         (["--scale", "huge"], "unknown scale 'huge'"),
+        (["--profile-steps", "0"], "--profile-steps(0) must be >= 1"),
+        (["--profile", __file__], "is a file; give a folder"),
     ):
         proc = trainperf("perf", *args)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr

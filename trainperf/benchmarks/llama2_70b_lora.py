@@ -13,7 +13,7 @@ import dataclasses
 
 from mlperf_logging.mllog import constants as C
 
-from trainperf.benchmarks.scale import Scale
+from trainperf.benchmarks.scale import PerfPreset, Scale
 from trainperf.config import Config, DataConfig, LogConfig, ModelConfig, ParallelConfig, TrainConfig
 
 SUBMISSION_BENCHMARK = C.LLAMA2_70B_LORA
@@ -97,6 +97,16 @@ SCALES: dict[str, Scale] = {
         target=4.16,
         data_source="builtin",
         vocab_size=2048,
+    ),
+}
+
+
+PERF_PRESETS: dict[str, PerfPreset] = {
+    "1gpu": PerfPreset(
+        "Llama-2-70B shapes with 20 of its 80 layers (frozen bf16 base, full activation "
+        "checkpointing), GBS 8: one 80 GB GPU",
+        scale="full",
+        overrides=("model.n_layers=20",),
     ),
 }
 

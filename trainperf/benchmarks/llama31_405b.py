@@ -16,7 +16,7 @@ import sys
 from mlperf_logging.mllog import constants as C
 
 from trainperf.benchmarks.pretraining import optimizer_events, pretraining_config
-from trainperf.benchmarks.scale import Scale
+from trainperf.benchmarks.scale import PerfPreset, Scale
 from trainperf.config import Config
 
 SUBMISSION_BENCHMARK = C.LLAMA31_405B
@@ -124,6 +124,24 @@ SCALES: dict[str, Scale] = {
         data_source="c4",
         vocab_size=128256,
         n_layers=1,
+    ),
+}
+
+
+PERF_PRESETS: dict[str, PerfPreset] = {
+    "2gpu": PerfPreset(
+        "one 405B block + embedding and output (7.4 B parameters), GBS 16: 2 GPUs of 141 GB",
+        scale="proxy",
+    ),
+    "8gpu": PerfPreset(
+        "4 405B blocks + embedding and output (17.3 B parameters), GBS 32, full activation "
+        "checkpointing: 8 GPUs of 80 GB",
+        scale="proxy",
+        overrides=(
+            "model.n_layers=4",
+            "train.global_batch_size=32",
+            "parallel.activation_checkpointing=full",
+        ),
     ),
 }
 

@@ -14,7 +14,7 @@ import sys
 from mlperf_logging.mllog import constants as C
 
 from trainperf.benchmarks.pretraining import optimizer_events, pretraining_config
-from trainperf.benchmarks.scale import Scale
+from trainperf.benchmarks.scale import PerfPreset, Scale
 from trainperf.config import Config
 
 SUBMISSION_BENCHMARK = C.LLAMA31_8B
@@ -117,6 +117,20 @@ SCALES: dict[str, Scale] = {
         data_source="builtin",
         vocab_size=2048,
         max_bytes=8_000_000,
+    ),
+}
+
+
+PERF_PRESETS: dict[str, PerfPreset] = {
+    "1gpu": PerfPreset(
+        "Llama 3.1 8B shapes with 4 of its 32 layers, GBS 4 (accumulated): one 80 GB GPU",
+        scale="full",
+        overrides=("model.n_layers=4", "train.global_batch_size=4"),
+    ),
+    "2gpu": PerfPreset(
+        "the full 8B, one sequence per GPU per step on 2 GPUs (GBS 2, the peer's shape)",
+        scale="full",
+        overrides=("train.global_batch_size=2",),
     ),
 }
 

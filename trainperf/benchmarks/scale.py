@@ -30,3 +30,16 @@ class Scale:
     """Source bytes of the built-in corpus (builtin data only)."""
     n_layers: int | None = None
     """Transformer layers when fewer than the flavor's (proxy scales)."""
+
+
+@dataclass(frozen=True)
+class PerfPreset:
+    """A named ``trainperf perf`` configuration: a proxy of the benchmark that fits few GPUs,
+    as the NVIDIA Llama 3.1 405B performance guide measures reduced-depth models."""
+
+    description: str
+    """One line for ``trainperf perf --preset help``: shapes, GPUs it is sized for."""
+    scale: str
+    """The scale it starts from."""
+    overrides: tuple[str, ...] = ()
+    """``section.key=value`` applied after the scale's defaults (before the user's own)."""

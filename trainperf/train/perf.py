@@ -14,6 +14,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -25,7 +26,14 @@ from trainperf.mlperf.logger import MLPerfLogger
 from trainperf.models.llama import model_flops_per_token_nvidia
 from trainperf.results.perf import DEVICE_PEAKS, project_time_to_train
 from trainperf.train.batches import Batch
-from trainperf.train.distributed import DistEnv
+from trainperf.train.distributed import DistEnv, barrier
+from trainperf.train.profile import (
+    ProfileSummary,
+    profile_activities,
+    summarize_trace,
+    summary_to_dict,
+    write_trace,
+)
 from trainperf.train.trainer import Trainer, resolve_run
 
 
@@ -74,6 +82,13 @@ class PerfResult:
     peak_memory_gib: float | None
     projected_minutes: float | None
     projection_note: str
+    losses: list[float] | None = None
+    """Training loss of each step on rank 0 (its share of the global batch)."""
+    seed: int | None = None
+    features: str = ""
+    """The speed features in use, e.g. 'compile, float8 tensorwise, chunked CE, AC selective'."""
+    profile: dict[str, Any] | None = None
+    """With --profile: rank 0's ``ProfileSummary`` of the profiled steps, as a dict."""
 
 
 def device_key(name: str) -> str | None:
@@ -90,10 +105,16 @@ def measure(
     warmup: int,
     env: DistEnv,
     console: Console,
+    profile_dir: Path | None = None,
+    profile_steps: int = 2,
 ) -> PerfResult:
-    """Time ``warmup + steps`` optimizer steps; statistics over the last ``steps``."""
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"--steps({steps}) must be >= 1 and --warmup({warmup}) >= 0")
+    """Time ``warmup + steps`` optimizer steps; statistics over the last ``steps``. With
+    ``profile_dir``, 1 + ``profile_steps`` more steps run under torch.profiler (not timed)."""
+    if steps < 1 or warmup < 0 or profile_steps < 1:
+        raise ValueError(
+            f"--steps({steps}) and --profile-steps({profile_steps}) must be >= 1 and "
+            f"--warmup({warmup}) >= 0"
+        )
     cfg = resolve_run(cfg, env)
     trainer = Trainer(
         cfg, paths, ml=MLPerfLogger(None), console=console, show_progress=False, env=env
@@ -107,16 +128,54 @@ def measure(
         )
     trainer.setup()
     cuda = trainer.device.type == "cuda"
-    times = []
+    times, losses = [], []
     for _ in range(warmup + steps):
         if cuda:
             torch.cuda.synchronize(trainer.device)
         start = time.perf_counter()
-        trainer.train_step()
+        losses.append(trainer.train_step())
         if cuda:  # a host sync per step: fine for timing, never in `trainperf run`'s loop
             torch.cuda.synchronize(trainer.device)
         times.append(time.perf_counter() - start)
-    return _result(cfg, trainer, model_cfg, times, warmup=warmup, synthetic=paths is None)
+    result = _result(cfg, trainer, model_cfg, times, warmup=warmup, synthetic=paths is None)
+    # this rank's losses, read after the timing (with train.seed fixed, feature combinations
+    # can be compared step by step: same initial weights, same synthetic batches)
+    result.losses = [round(float(x), 5) for x in losses]
+    result.seed = cfg.train.seed
+    result.features += f", attention {trainer.attention}"
+    if profile_dir is not None:
+        summary = _profile(trainer, profile_dir, steps=profile_steps)
+        result.profile = summary_to_dict(summary) if env.is_main else None
+    return result
+
+
+def _profile(trainer: Trainer, directory: Path, *, steps: int) -> ProfileSummary:
+    """Run 1 + `steps` more training steps under torch.profiler, the first one not recorded
+    (the ranks line up and the profiler settles in it); this rank's trace into `directory`,
+    its kernels summarised."""
+    cuda = trainer.device.type == "cuda"
+    path = Path(directory) / f"trace_rank{trainer.env.rank}.json.gz"
+    events: list[dict] = []
+    schedule = torch.profiler.schedule(wait=0, warmup=1, active=steps, repeat=1)
+    barrier(trainer.env)
+    with torch.profiler.profile(
+        activities=profile_activities(trainer.device),
+        schedule=schedule,
+        on_trace_ready=lambda prof: events.extend(write_trace(prof, path)),
+    ) as prof:
+        trainer.train_step()
+        if cuda:  # the warm-up step's kernels finish before the recorded steps begin
+            torch.cuda.synchronize(trainer.device)
+        prof.step()
+        start = time.perf_counter()
+        for i in range(steps):
+            trainer.train_step()
+            if i == steps - 1:  # before the last mark, which writes the trace
+                if cuda:
+                    torch.cuda.synchronize(trainer.device)
+                wall = time.perf_counter() - start
+            prof.step()
+    return summarize_trace(events, steps=steps, wall_s=wall, trace=str(path))
 
 
 def _result(cfg, trainer, model_cfg, times, *, warmup: int, synthetic: bool) -> PerfResult:
@@ -156,7 +215,25 @@ def _result(cfg, trainer, model_cfg, times, *, warmup: int, synthetic: bool) -> 
         peak_memory_gib=peak,
         projected_minutes=minutes,
         projection_note=note,
+        features=describe_features(cfg),
     )
+
+
+def describe_features(cfg: Config) -> str:
+    """The speed features of `cfg` in words, for tables and RESULTS.md."""
+    par = cfg.parallel
+    parts = [f"tp {par.tp}"] if par.tp > 1 else []
+    parts.append(f"AC {par.activation_checkpointing}")
+    if not par.reshard_after_forward:
+        parts.append("no reshard after forward")
+    if par.compile:
+        parts.append("compile")
+    if par.float8 != "none" and cfg.model.lora_rank:
+        parts.append(f"float8 frozen base ({par.float8})")
+    elif par.float8 != "none":
+        parts.append(f"float8 {par.float8}")
+    parts.append("chunked CE" if cfg.chunked_cross_entropy else "plain CE")
+    return ", ".join(parts)
 
 
 def _projection(cfg: Config, *, samples_per_s: float) -> tuple[float | None, str]:
