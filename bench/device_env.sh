@@ -15,3 +15,9 @@ run() {  # name, timeout, command...
   timeout "$limit" "$@" > "$OUT/$name.json" 2> "$OUT/$name.err"
   echo "exit $?" >> "$OUT/$name.err"; tail -3 "$OUT/$name.json"; tail -4 "$OUT/$name.err"
 }
+# The device tool returns at most 8 files: `finish` packs everything under $OUT into one archive
+# (results.tar.gz) and leaves commands.txt beside it.
+finish() {
+  (cd "$OUT" && tar czf /tmp/results.tar.gz --exclude=results.tar.gz . && mv /tmp/results.tar.gz . \
+    && find . -type f ! -name results.tar.gz ! -name commands.txt -delete)
+}
