@@ -23,7 +23,7 @@ gpu_tests() {  # name, pytest arguments...: the marked GPU tests, full output in
   python3 -m pytest -q -m gpu tests/gpu -o addopts="" -p no:cacheprovider "$@" \
     > "$OUT/$name.txt" 2>&1; tail -3 "$OUT/$name.txt"
 }
-case "${1:?which group: 8b, lora, lora-fp8, lora-1gpu or h100}" in
+case "${1:?which group: 8b, lora, lora-fp8, lora-1gpu, lora-1gpu-fp8 or h100}" in
 8b)
   gpu_tests gpu_tests
   run peer_8b 240 torchrun --standalone --nproc-per-node 2 .peer/peer_bench.py hf-pretrain --size 8b --steps 8
@@ -62,6 +62,13 @@ lora-1gpu)  # nvidia-h200: 20 of the 80 layers on one GPU, peer (HF + PEFT) on t
     parallel.float8=rowwise parallel.compile=true --profile "$OUT/prof_lora_l20_fp8_compile" --profile-steps 1
   [ "${FULL:-0}" = 1 ] && perf ours_lora_1gpu_fp8_eager 240 llama2_70b_lora --gbs 1 --steps 3 --warmup 1 \
     parallel.float8=rowwise
+  ;;
+lora-1gpu-fp8)  # nvidia-h200: the float8 base after its quantization and transposes went
+  # through torch.compile'd helpers (compare with lora-1gpu's rows)
+  perf ours_lora_l20_fp8 200 llama2_70b_lora --preset 1gpu --gbs 1 --steps 3 --warmup 1 parallel.float8=rowwise
+  perf ours_lora_l20_fp8_compile 200 llama2_70b_lora --preset 1gpu --gbs 1 --steps 3 --warmup 1 \
+    parallel.float8=rowwise parallel.compile=true --profile "$OUT/prof_lora_l20_fp8_compile" --profile-steps 1
+  perf ours_lora_1gpu_fp8_eager 200 llama2_70b_lora --gbs 1 --steps 2 --warmup 1 parallel.float8=rowwise
   ;;
 h100)
   run peer_8b_l4 200 torchrun --standalone --nproc-per-node 1 bench/peer_proxy.py hf-pretrain --size 8b --layers 4 --steps 8

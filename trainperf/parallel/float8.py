@@ -118,23 +118,53 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return to_fp8_saturated(x32 * to_fp8, E4M3), to_fp8.reciprocal()
 
 
+def _fold_and_quantize(grad: torch.Tensor, weight_scale: torch.Tensor):
+    # the weight's row scales run along dgrad's contracted dimension: fold them into grad's
+    # columns, then quantize grad per row
+    return quantize_rows(grad.float() * weight_scale.t())
+
+
+def _transposed(weight: torch.Tensor) -> torch.Tensor:
+    return weight.t().contiguous()  # (K, N): the weight's column-major layout, materialised
+
+
+_COMPILED: dict = {}
+
+
+def _use_compiled(t: torch.Tensor) -> bool:
+    return t.is_cuda and not torch.compiler.is_compiling()
+
+
+def fused(fn):
+    """`fn` through torch.compile (its elementwise passes fused into one or two kernels, its
+    transposes tiled) when called eagerly on CUDA tensors; inside a compiled region, or on
+    CPU, `fn` itself."""
+
+    def call(*args):
+        if not _use_compiled(args[0]):
+            return fn(*args)
+        if fn not in _COMPILED:
+            _COMPILED[fn] = torch.compile(fn, dynamic=True, fullgraph=True)
+        return _COMPILED[fn](*args)
+
+    return call
+
+
 @torch.library.custom_op("trainperf::float8_frozen_dgrad", mutates_args=())
 def float8_frozen_dgrad(
     grad: torch.Tensor, weight: torch.Tensor, weight_scale: torch.Tensor, out_dtype: torch.dtype
 ) -> torch.Tensor:
     """dx = grad (M, N) @ (weight * weight_scale) (N, K) on the FP8 tensor cores.
 
-    The weight's row scales run along the contracted dimension N, so they are folded into
-    grad's columns before grad is quantized per row; the weight is read column-major, through a
-    float8 transposed copy of this one layer made here. A custom op, opaque to torch.compile: its
-    partitioner must not hoist that copy into the forward pass, where it would be kept alive
-    until backward for every layer (the whole frozen base a second time).
+    grad is quantized per row with the weight's row scales folded in; the weight is read
+    column-major, through a float8 transposed copy of this one layer made here (both through
+    `fused`). A custom op, opaque to torch.compile: its partitioner must not hoist that copy
+    into the forward pass, where it would stay alive until backward for every layer.
     """
-    gq, gs = quantize_rows(grad.float() * weight_scale.t())
+    gq, gs = fused(_fold_and_quantize)(grad, weight_scale)
     ones = torch.ones(1, weight.shape[1], device=grad.device, dtype=torch.float32)
-    return torch._scaled_mm(
-        gq, weight.t().contiguous().t(), scale_a=gs, scale_b=ones, out_dtype=out_dtype
-    )
+    w_col = fused(_transposed)(weight).t()  # (N, K), column-major
+    return torch._scaled_mm(gq, w_col, scale_a=gs, scale_b=ones, out_dtype=out_dtype)
 
 
 @float8_frozen_dgrad.register_fake
@@ -152,7 +182,7 @@ class _Float8FrozenMatmul(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, weight, weight_scale, out_dtype):
         lead, k = x.shape[:-1], x.shape[-1]
-        xq, xs = quantize_rows(x.reshape(-1, k))
+        xq, xs = fused(quantize_rows)(x.reshape(-1, k))
         out = torch._scaled_mm(
             xq, weight.t(), scale_a=xs, scale_b=weight_scale.t(), out_dtype=out_dtype
         )

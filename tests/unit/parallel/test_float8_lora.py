@@ -118,3 +118,21 @@ def test_tensorwise_is_refused_for_a_frozen_base() -> None:
         parallelize_model(
             copy.deepcopy(model), ParallelDims(world_size=1), None, float8="tensorwise"
         )
+
+
+def test_fused_helpers_compute_what_the_plain_ones_do(monkeypatch) -> None:
+    """On CUDA the quantization and the transpose run through torch.compile; forced here on
+    CPU, the layer gives the same forward and input gradient."""
+    torch.manual_seed(2)
+    layer = float8.Float8FrozenLinear(64, 32)
+    layer.load_weight_(torch.randn(32, 64) * 0.05)
+    x = torch.randn(4, 64, dtype=torch.bfloat16, requires_grad=True)
+    results = []
+    for compiled in (False, True):
+        monkeypatch.setattr(float8, "_use_compiled", lambda t, c=compiled: c)
+        x.grad = None
+        out = layer(x)
+        out.float().sum().backward()
+        results.append((out.detach(), x.grad.clone()))
+    torch.testing.assert_close(results[1][0], results[0][0])
+    torch.testing.assert_close(results[1][1], results[0][1])
