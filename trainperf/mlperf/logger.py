@@ -22,9 +22,10 @@ def next_result_index(results_dir: Path) -> int:
     return max(taken) + 1 if taken else 0
 
 
-def create_result_file(results_dir: Path) -> tuple[int, Path]:
-    """Create the next free ``result_<i>.txt`` exclusively (O_EXCL), so that two runs writing into
-    the same folder never share or overwrite a log. Returns (index, path)."""
+def create_result_file(results_dir: Path, *, index: int | None = None) -> tuple[int, Path]:
+    """Create the next free ``result_<i>.txt`` (or ``result_<index>.txt``) exclusively (O_EXCL),
+    so that two runs writing into the same folder never share or overwrite a log. Returns
+    (index, path)."""
     try:
         results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -32,12 +33,17 @@ def create_result_file(results_dir: Path) -> tuple[int, Path]:
             f"cannot create results folder {results_dir}: {exc.strerror}; "
             "choose a writable folder with --results DIR"
         ) from None
+    wanted = index
     for _ in range(1000):
-        index = next_result_index(results_dir)
+        index = next_result_index(results_dir) if wanted is None else wanted
         path = results_dir / f"result_{index}.txt"
         try:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         except FileExistsError:
+            if wanted is not None:
+                raise ValueError(
+                    f"{path} already exists; a result log is never overwritten"
+                ) from None
             continue  # another process took it between the listing and the open
         except OSError as exc:
             raise ValueError(

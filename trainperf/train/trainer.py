@@ -78,6 +78,12 @@ def describe_platform(device: torch.device, world_size: int = 1) -> str:
     return f"{world_size}x{platform.processor() or platform.machine()}-CPU"
 
 
+NOT_CONVERGED = "not converged"
+"""Start of the run_stop ``reason`` of a run that reached its step limit without the target: a
+finished run (MLPerf scores it as non-converged). Any other reason of an aborted run (an
+exception, Ctrl-C) marks a failed one, which ``--resume`` runs again."""
+
+
 def fresh_seed() -> int:
     return int.from_bytes(os.urandom(4), "little") & 0x7FFFFFFF
 
@@ -413,20 +419,23 @@ def resolve_run(cfg: Config, env: DistEnv) -> Config:
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, seed=seed))
 
 
-def reserve_result(cfg: Config, env: DistEnv) -> tuple[int, Path, Path]:
-    """Rank 0 creates result_<i>.txt and writes config_<i>.json; every rank learns i."""
+def reserve_result(
+    cfg: Config, env: DistEnv, *, index: int | None = None
+) -> tuple[int, Path, Path]:
+    """Rank 0 creates result_<i>.txt (the next free i, or `index`) and writes config_<i>.json;
+    every rank learns i."""
     results_dir = Path(cfg.log.results_dir).expanduser()
-    index: int | str = -1
+    got: int | str = -1
     if env.is_main:
         try:
-            index, log_path = create_result_file(results_dir)
-            save_config(cfg, results_dir / f"config_{index}.json")
+            got, log_path = create_result_file(results_dir, index=index)
+            save_config(cfg, results_dir / f"config_{got}.json")
         except ValueError as exc:
-            index = str(exc)
-    index = broadcast_value(index, env)
-    if isinstance(index, str):
-        raise ValueError(index)
-    return index, results_dir / f"result_{index}.txt", results_dir / f"config_{index}.json"
+            got = str(exc)
+    got = broadcast_value(got, env)
+    if isinstance(got, str):
+        raise ValueError(got)
+    return got, results_dir / f"result_{got}.txt", results_dir / f"config_{got}.json"
 
 
 def run_benchmark(
@@ -436,8 +445,10 @@ def run_benchmark(
     console: Console,
     show_progress: bool = True,
     env: DistEnv | None = None,
+    index: int | None = None,
 ) -> RunResult:
-    """Run one benchmark attempt into the next free ``result_<i>.txt`` of the results folder.
+    """Run one benchmark attempt into the next free ``result_<i>.txt`` of the results folder
+    (or into ``result_<index>.txt``, which must not exist).
 
     Under torchrun every rank calls this; rank 0 writes the log.
     """
@@ -445,7 +456,7 @@ def run_benchmark(
     cfg = resolve_run(cfg, env)
     seed = cfg.train.seed
     assert seed is not None
-    index, log_path, config_path = reserve_result(cfg, env)
+    index, log_path, config_path = reserve_result(cfg, env, index=index)
     result = RunResult(
         index=index, log_path=log_path, config_path=config_path, status=C.ABORTED, seed=seed
     )
@@ -473,7 +484,10 @@ def run_benchmark(
         run_start = time.time()
         result.status = trainer.train()
         if result.status != C.SUCCESS:
-            result.reason = f"target {cfg.train.target} not reached in {cfg.train.max_steps} steps"
+            result.reason = (
+                f"{NOT_CONVERGED}: target {cfg.train.target} not reached in "
+                f"{cfg.train.max_steps} steps"
+            )
     except KeyboardInterrupt:
         result.reason = "interrupted (Ctrl-C)"
         raise
