@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -89,8 +90,53 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("items", nargs="*", metavar="[BENCHMARK] [section.key=value ...]")
     _add_bench_args(p)
-    p.add_argument("--seed", type=int, help="run seed (default: a fresh random seed, logged)")
+    p.add_argument(
+        "--seed",
+        type=int,
+        help="run seed (default: a fresh random seed, logged); with --nexp run i uses SEED + i",
+    )
     p.add_argument("--results", help="results folder (default ./results/<benchmark>)")
+    p.add_argument(
+        "--nexp",
+        type=int,
+        default=1,
+        help="a submission-style set: this many runs into result_0.txt .. result_<N-1>.txt, each "
+        "in its own process with its own seed, then the score (MLPerf: 10; llama31_405b: 3)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="complete the set in --results: keep its finished runs, rerun each missing or "
+        "failed one (a failed log moves to failed/, never overwritten)",
+    )
+    p.add_argument("--run-index", type=int, help=argparse.SUPPRESS)  # a set's run: this index
+    g = p.add_argument_group("Slurm (--launcher slurm)")
+    g.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: this machine (--nproc GPUs through torchrun); slurm: render and submit an "
+        "sbatch job whose srun steps run torchrun on every node (--dry-run prints it)",
+    )
+    g.add_argument("--nodes", type=int, default=1, help="Slurm nodes (each runs --nproc ranks)")
+    g.add_argument("--time", default="04:00:00", help="Slurm time limit (default 04:00:00)")
+    g.add_argument("--partition", help="Slurm partition")
+    g.add_argument("--account", help="Slurm account")
+    g.add_argument("--dry-run", action="store_true", help="print the sbatch script, submit nothing")
+    g.add_argument("--container", metavar="IMAGE", help="run the steps in IMAGE (pyxis/enroot)")
+    g.add_argument(
+        "--container-mounts",
+        default="",
+        metavar="SRC:DST,...",
+        help="pyxis --container-mounts (e.g. /data:/data)",
+    )
+    g.add_argument(
+        "--container-runtime",
+        choices=["pyxis", "docker"],
+        default="pyxis",
+        help="docker: print the equivalent `docker run` command instead of an sbatch script",
+    )
+    g.add_argument("--in-slurm-job", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     p.add_argument(
         "--nproc",
@@ -392,6 +438,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.nproc < 1:
         raise ValueError(f"--nproc({args.nproc}) must be >= 1")
     torchrun = launched_by_torchrun()
+    if args.launcher == "slurm" and not args.in_slurm_job:
+        return _submit_slurm(args, cfg)
+    if args.in_slurm_job:
+        return _run_in_slurm_job(args, cfg)
+    if args.nexp != 1 or args.resume:
+        if torchrun:
+            raise ValueError("start a run set (--nexp/--resume) directly, not under torchrun; "
+                             "--nproc N starts torchrun for each run")  # fmt: skip
+        return _run_set(args, cfg)
     if args.nproc > 1 and not torchrun:
         _prepare_run(cfg, progress=not args.no_progress)
         return _relaunch_with_torchrun(sys.argv[1:], args.nproc)
@@ -409,7 +464,12 @@ def cmd_run(args: argparse.Namespace) -> int:
                 f"{cfg.train.seq_len}" + (f", {env.world_size} ranks" if env.enabled else "")
             )
         result = run_benchmark(
-            cfg, paths, console=console, show_progress=not args.no_progress, env=env
+            cfg,
+            paths,
+            console=console,
+            show_progress=not args.no_progress,
+            env=env,
+            index=args.run_index,
         )
     finally:
         shutdown(env)
@@ -426,6 +486,144 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.peak_memory_gib is not None:
         stdout.print(f"peak GPU memory {result.peak_memory_gib:.2f} GiB (rank 0)")
     return 0 if result.status == "success" else 1
+
+
+def _without_options(argv: list[str], options: dict[str, bool]) -> list[str]:
+    """argv without the given options (name -> whether it takes a value), any spelling."""
+    out, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+            continue
+        name = item.split("=", 1)[0]
+        if name in options:
+            skip = options[name] and "=" not in item
+            continue
+        out.append(item)
+    return out
+
+
+def _wait_for_run(command: list[str]) -> int:
+    """Run one run of a set as a child process; on Ctrl-C let it close its log first."""
+    import signal
+    import subprocess
+
+    proc = subprocess.Popen(command)
+    try:
+        return proc.wait()
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)  # a no-op if the terminal's Ctrl-C reached it already
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait()
+        raise
+
+
+# options of the launching command that its runs must not see again
+_SET_OPTIONS = {"--nexp": True, "--resume": False, "--seed": True, "--run-index": True}
+_SLURM_OPTIONS = {
+    "--launcher": True, "--nodes": True, "--time": True, "--partition": True, "--account": True,
+    "--dry-run": False, "--container": True, "--container-mounts": True,
+    "--container-runtime": True, "--in-slurm-job": False, "--nproc": True,
+}  # fmt: skip
+
+
+def _slurm_options(args: argparse.Namespace, cfg: Config):
+    from trainperf.launch.slurm import SlurmOptions
+
+    container = args.container
+    return SlurmOptions(
+        nodes=args.nodes,
+        gpus_per_node=args.nproc,
+        gpus=cfg.train.device != "cpu",
+        time_limit=args.time,
+        partition=args.partition,
+        account=args.account,
+        job_name=f"trainperf-{cfg.benchmark}",
+        container=container,
+        container_mounts=[m for m in args.container_mounts.split(",") if m],
+        python="python3" if container else sys.executable,
+    )
+
+
+def _submit_slurm(args: argparse.Namespace, cfg: Config) -> int:
+    """--launcher slurm: render the batch script; print it (--dry-run) or submit it."""
+    from trainperf.launch.slurm import docker_command, render_sbatch, submit
+
+    opts = _slurm_options(args, cfg)
+    results_dir = Path(cfg.log.results_dir).expanduser().absolute()
+    if args.container_runtime == "docker":
+        run_args = _without_options(args.argv, _SLURM_OPTIONS)
+        print(shlex.join(docker_command(opts, run_args)))
+        return 0
+    if args.nexp != 1 or args.resume:  # refuse a set that cannot start before queueing it
+        from trainperf.launch.runset import plan_run_set
+
+        plan_run_set(results_dir, args.nexp, resume=args.resume)
+    job_args = _without_options(args.argv, {"--dry-run": False})
+    script = render_sbatch(opts, job_args)
+    if args.dry_run:
+        print(script, end="")
+        return 0
+    job_id, path, output = submit(script, results_dir=results_dir)
+    stdout.print(f"submitted Slurm job {job_id}: {opts.nodes} node(s) x {opts.gpus_per_node}")
+    stdout.print(f"script: {path}\noutput: {output}\nresults: {results_dir}")
+    return 0
+
+
+def _run_in_slurm_job(args: argparse.Namespace, cfg: Config) -> int:
+    """Inside the sbatch job (first node): each run as one srun step over all nodes."""
+    from trainperf.launch.slurm import job_head_node, srun_step
+
+    opts = _slurm_options(args, cfg)
+    head, job = job_head_node(), os.environ.get("SLURM_JOB_ID", "job")
+
+    def step(run_args: list[str], index: int | None) -> list[str]:
+        run_args = _without_options(run_args, _SLURM_OPTIONS)
+        return srun_step(opts, run_args, head=head, rendezvous_id=f"{job}-{index}")
+
+    if args.nexp != 1 or args.resume:
+        return _run_set(args, cfg, step=step)
+    return _wait_for_run(step(_without_options(args.argv, _SET_OPTIONS), None))
+
+
+def _run_set(args: argparse.Namespace, cfg: Config, *, step=None) -> int:
+    """--nexp N [--resume]: each planned run as its own `trainperf run` process (or `step`'s
+    command for it), then the score."""
+    from trainperf.launch.runset import move_failed_aside, plan_run_set, seeds_for
+    from trainperf.results.score import render_score, score_directory
+
+    results_dir = Path(cfg.log.results_dir).expanduser()
+    plan = plan_run_set(results_dir, args.nexp, resume=args.resume)
+    seeds = seeds_for(plan, args.seed)
+    console.print(plan.describe())
+    _prepare_run(cfg, progress=not args.no_progress)  # once, before the first run
+    base = _without_options(args.argv, _SET_OPTIONS)
+    for n, index in enumerate(plan.todo, 1):
+        if index in plan.failed:
+            moved = move_failed_aside(results_dir, index)
+            console.print(f"result_{index}.txt failed ({plan.failed[index]}): moved to {moved}")
+        console.print(
+            f"[bold]run {n} of {len(plan.todo)}[/]: result_{index}.txt, seed {seeds[index]}"
+        )
+        run_args = [*base, "--seed", str(seeds[index]), "--run-index", str(index)]
+        if step is None:
+            command = [sys.executable, "-m", "trainperf", *run_args]
+        else:
+            command = step(run_args, index)
+        rc = _wait_for_run(command)
+        if rc == EXIT_USER_ERROR:  # a bad option or missing data: every later run would fail too
+            console.print("stopping the set: fix the error above, then rerun with --resume")
+            return rc
+    score = score_directory(results_dir)
+    render_score(score, stdout)
+    final = plan_run_set(results_dir, args.nexp, resume=True)
+    if final.todo:
+        console.print(f"the set is incomplete: {final.describe()}; rerun with --resume")
+        return 1
+    return 0 if score.score_minutes is not None else 1
 
 
 def _prepare_run(cfg: Config, *, progress: bool):
@@ -676,6 +874,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     # `run` takes section.key=value overrides after its options too (argparse alone would not)
     args, unknown = parser.parse_known_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     if args.command in ("run", "perf"):
         args.items += [u for u in unknown if "=" in u and not u.startswith("-")]
         unknown = [u for u in unknown if u not in args.items]
