@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import shlex
+import signal
 import sys
 from pathlib import Path
 
@@ -432,7 +433,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         local_device,
         shutdown,
     )
-    from trainperf.train.trainer import run_benchmark
+    from trainperf.train.trainer import RunTerminated, run_benchmark
 
     cfg = resolve_run_config(args)
     if args.nproc < 1:
@@ -471,6 +472,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             env=env,
             index=args.run_index,
         )
+    except RunTerminated as exc:
+        if env.is_main:
+            console.print(f"[red]run stopped:[/] {exc}; its log ends with run_stop aborted")
+        return 128 + signal.SIGTERM
     finally:
         shutdown(env)
     if not env.is_main:

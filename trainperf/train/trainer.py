@@ -13,6 +13,8 @@ import contextlib
 import dataclasses
 import os
 import platform
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +84,37 @@ NOT_CONVERGED = "not converged"
 """Start of the run_stop ``reason`` of a run that reached its step limit without the target: a
 finished run (MLPerf scores it as non-converged). Any other reason of an aborted run (an
 exception, Ctrl-C) marks a failed one, which ``--resume`` runs again."""
+
+
+class RunTerminated(Exception):
+    """SIGTERM reached the run: torchrun stopping it because another rank failed, Slurm's time
+    limit or scancel, or a user's kill. Raised in the main thread so that the log gets its
+    run_stop (aborted, with this reason) before the process ends."""
+
+
+@contextlib.contextmanager
+def sigterm_raises():
+    """Within: the first SIGTERM raises RunTerminated in the main thread, later ones are
+    ignored until the block ends (elsewhere: no change)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    raised = []
+
+    def handler(signum, frame):
+        if raised:  # a second SIGTERM while the log is being closed: finish closing it
+            return
+        raised.append(signum)
+        raise RunTerminated(
+            "terminated by SIGTERM (another rank failed, the job's time limit, or a kill)"
+        )
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def fresh_seed() -> int:
@@ -463,7 +496,9 @@ def run_benchmark(
     ml = MLPerfLogger(log_path, enabled=env.is_main)
     run_start: float | None = None
     trainer: Trainer | None = None
+    stack = contextlib.ExitStack()
     try:
+        stack.enter_context(sigterm_raises())
         ml.event(C.CACHE_CLEAR, True)
         ml.start(C.INIT_START)
         trainer = Trainer(cfg, paths, ml=ml, console=console, show_progress=show_progress, env=env)
@@ -507,4 +542,5 @@ def run_benchmark(
             meta["reason"] = result.reason
         ml.end(C.RUN_STOP, metadata=meta)
         ml.close()
+        stack.close()  # SIGTERM's previous handler again, once the log is closed
     return result

@@ -1,6 +1,7 @@
 """The trainer's MLLOG sequence and its behaviour on failure, on a very small built-in corpus."""
 
 import json
+import time
 
 import pytest
 from rich.console import Console
@@ -135,3 +136,24 @@ def test_start_from_hf_checkpoint(tmp_path):
         T.Trainer(
             bad, prepare_data(bad, progress=False), ml=None, console=Console(quiet=True)
         ).build_model()
+
+
+def test_sigterm_becomes_run_terminated_once_then_the_old_handler_returns() -> None:
+    import os
+    import signal
+
+    from trainperf.train.trainer import RunTerminated, sigterm_raises
+
+    before = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(RunTerminated, match="SIGTERM"):
+        with sigterm_raises():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)  # the handler runs between bytecodes
+    assert signal.getsignal(signal.SIGTERM) is before
+    with sigterm_raises():
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+        except RunTerminated:
+            os.kill(os.getpid(), signal.SIGTERM)  # while closing the log: ignored
+            time.sleep(0.2)
