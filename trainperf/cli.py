@@ -111,6 +111,12 @@ def build_parser() -> argparse.ArgumentParser:
         "failed one (a failed log moves to failed/, never overwritten)",
     )
     p.add_argument("--run-index", type=int, help=argparse.SUPPRESS)  # a set's run: this index
+    p.add_argument(
+        "--system",
+        metavar="NAME",
+        help="a system preset (trainperf systems): its GPUs per node and nodes, and the fastest "
+        "layout whose estimated memory fits; auto: the local GPUs. key=value still override",
+    )
     g = p.add_argument_group("Slurm (--launcher slurm)")
     g.add_argument(
         "--launcher",
@@ -145,6 +151,14 @@ def build_parser() -> argparse.ArgumentParser:
         default=1,
         help="processes (GPUs) on this machine: >1 starts torchrun, FSDP over them (default 1)",
     )
+    p.add_argument(
+        "--nnodes",
+        type=int,
+        default=1,
+        help="machines in the run: start the same command on each, with --rdzv-endpoint",
+    )
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="c10d rendezvous (first node)")
+    p.add_argument("--rdzv-id", default="trainperf", help="rendezvous id, the same on every node")
 
     p = sub.add_parser(
         "perf",
@@ -181,6 +195,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profile-steps", type=int, default=2, help="steps under the profiler (default 2)"
     )
+
+    p = sub.add_parser(
+        "systems",
+        help="system presets (config_<system>.sh as data) and the layout each runs BENCH with",
+        description="Each preset's GPUs and memory, and for BENCHMARK (default llama31_8b at full "
+        "scale) the fastest layout whose estimated memory per GPU fits, with the estimate.",
+    )
+    p.add_argument("benchmark", nargs="?", default="llama31_8b")
+    p.add_argument("--scale", default="full", help="scale of the benchmark (default full)")
 
     p = sub.add_parser("score", help="time to train of each run and the MLPerf score of a folder")
     p.add_argument("directories", type=Path, nargs="+", metavar="DIR")
@@ -248,6 +271,76 @@ def resolve_run_config(args: argparse.Namespace) -> Config:
         overrides.append(f"train.seed={args.seed}")
     overrides.append(f"log.results_dir={args.results or Path('results') / benchmark}")
     return apply_overrides(cfg, overrides)
+
+
+def _layouts_for(system, cfg: Config):
+    """Candidate layouts of `system` for the benchmark config `cfg`, fastest first."""
+    from trainperf.launch.systems import rank_layouts
+    from trainperf.models.llama import get_llama_config
+
+    overrides: dict[str, int] = {"max_seq_len": cfg.train.seq_len}
+    if cfg.model.n_layers is not None:
+        overrides["n_layers"] = cfg.model.n_layers
+    if cfg.data.source == "builtin":
+        overrides["vocab_size"] = cfg.data.vocab_size
+    model = get_llama_config(cfg.model.flavor, **overrides)
+    return rank_layouts(
+        system,
+        model,
+        seq_len=cfg.train.seq_len,
+        micro_batch=cfg.train.micro_batch_size,
+        lora=cfg.model.lora_rank > 0,
+    )
+
+
+def cmd_systems(args: argparse.Namespace) -> int:
+    from trainperf.launch.systems import SYSTEMS
+
+    cfg = get_default_config(args.benchmark, args.scale)
+    table = Table(title=f"trainperf systems: layout for {args.benchmark} ({args.scale})")
+    for col in ("system", "GPUs", "GiB/GPU", "description", "layout", "estimate"):
+        table.add_column(col)
+    for system in SYSTEMS.values():
+        choices = _layouts_for(system, cfg)
+        pick = next((c for c in choices if c.fits), None)
+        layout = " ".join(pick.overrides) if pick else "does not fit"
+        estimate = (pick or choices[-1]).estimate if choices else None
+        table.add_row(
+            system.name,
+            f"{system.nodes}x{system.gpus_per_node}",
+            f"{system.memory_gib:.0f}" if system.memory_gib else "-",
+            system.description,
+            layout if system.memory_gib else "(defaults)",
+            f"~{estimate.total_gib:.0f} GiB" if estimate and system.memory_gib else "-",
+        )
+    stdout.print(table)
+    return 0
+
+
+def _apply_system(args: argparse.Namespace, cfg: Config) -> Config:
+    """--system NAME|auto: GPUs, nodes and the fastest fitting layout; user overrides win."""
+    from trainperf.launch.systems import detect_system, get_system
+
+    system = detect_system() if args.system == "auto" else get_system(args.system)
+    args.nproc, args.nodes = system.gpus_per_node, system.nodes
+    if not system.memory_gib:  # CPU: the benchmark's own layout
+        console.print(f"system {system.name}: {system.description}")
+        return cfg
+    choices = _layouts_for(system, cfg)
+    pick = next((c for c in choices if c.fits), None)
+    if pick is None:
+        lines = "\n".join(f"  {' '.join(c.overrides)}: {c.estimate.describe()}" for c in choices)
+        raise ValueError(
+            f"{cfg.benchmark} ({cfg.scale}) does not fit {system.name} ({system.world_size} x "
+            f"{system.memory_gib:.0f} GiB) in any layout:\n{lines}\nuse more GPUs or nodes"
+        )
+    console.print(
+        f"system {system.name} ({system.description}): {' '.join(pick.overrides)}; "
+        f"{pick.estimate.describe()} of {system.memory_gib:.0f}"
+    )
+    user = [i for i in args.items if "=" in i]
+    args.items = [i for i in args.items if "=" not in i] + list(pick.overrides) + user
+    return resolve_run_config(args)
 
 
 def cmd_list(_: argparse.Namespace) -> int:
@@ -404,21 +497,25 @@ def _verify_base_model(cfg: Config, folder: Path) -> None:
     )
 
 
-def _relaunch_with_torchrun(argv: list[str], nproc: int) -> int:
-    """Start ``nproc`` copies of this command on this machine through torchrun."""
+def _relaunch_with_torchrun(
+    argv: list[str], nproc: int, *, nnodes: int = 1, endpoint: str | None = None, rdzv_id: str = ""
+) -> int:
+    """Start ``nproc`` copies of this command on this machine through torchrun; with ``nnodes``
+    > 1, this machine joins the c10d rendezvous at ``endpoint`` with the other nodes."""
     from torch.distributed.run import main as torchrun_main
 
-    rest, skip = [], False
-    for item in argv:
-        if skip or item.startswith("--nproc="):
-            skip = False
-            continue
-        skip = item == "--nproc"
-        if not skip:
-            rest.append(item)
-    console.print(f"starting {nproc} processes with torchrun (FSDP over {nproc} ranks)")
+    rest = _without_options(
+        argv, {"--nproc": True, "--nnodes": True, "--rdzv-endpoint": True, "--rdzv-id": True}
+    )
+    if nnodes > 1:
+        where = [f"--nnodes={nnodes}", "--rdzv-backend=c10d", f"--rdzv-endpoint={endpoint}",
+                 f"--rdzv-id={rdzv_id}"]  # fmt: skip
+        console.print(f"joining {nnodes} nodes at {endpoint} with {nproc} process(es) here")
+    else:
+        where = ["--standalone"]
+        console.print(f"starting {nproc} processes with torchrun (FSDP over {nproc} ranks)")
     try:
-        torchrun_main(["--standalone", f"--nproc-per-node={nproc}", "-m", "trainperf", *rest])
+        torchrun_main([*where, f"--nproc-per-node={nproc}", "-m", "trainperf", *rest])
     except Exception:  # torchrun's ChildFailedError; the ranks printed their errors or status
         console.print("the run did not succeed on every rank (see the lines above)")
         return 1
@@ -436,6 +533,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from trainperf.train.trainer import RunTerminated, run_benchmark
 
     cfg = resolve_run_config(args)
+    if args.system and not launched_by_torchrun() and not args.in_slurm_job:
+        cfg = _apply_system(args, cfg)
+        args.argv = _without_options(args.argv, {"--system": True, "--nproc": True})
+        args.argv += [f"--nproc={args.nproc}", f"--nodes={args.nodes}"]
+        args.argv += [o for o in args.items if "=" in o and o not in args.argv]
     if args.nproc < 1:
         raise ValueError(f"--nproc({args.nproc}) must be >= 1")
     torchrun = launched_by_torchrun()
@@ -444,13 +546,26 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.in_slurm_job:
         return _run_in_slurm_job(args, cfg)
     if args.nexp != 1 or args.resume:
+        if args.nnodes > 1:
+            raise ValueError(
+                "a run set (--nexp/--resume) on several nodes runs through Slurm (--launcher "
+                "slurm --nodes N); --nnodes runs one run at a time"
+            )
         if torchrun:
             raise ValueError("start a run set (--nexp/--resume) directly, not under torchrun; "
                              "--nproc N starts torchrun for each run")  # fmt: skip
         return _run_set(args, cfg)
-    if args.nproc > 1 and not torchrun:
+    if args.nnodes > 1 and not args.rdzv_endpoint:
+        raise ValueError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (the first node's)")
+    if (args.nproc > 1 or args.nnodes > 1) and not torchrun:
         _prepare_run(cfg, progress=not args.no_progress)
-        return _relaunch_with_torchrun(sys.argv[1:], args.nproc)
+        return _relaunch_with_torchrun(
+            args.argv,
+            args.nproc,
+            nnodes=args.nnodes,
+            endpoint=args.rdzv_endpoint,
+            rdzv_id=args.rdzv_id,
+        )
     env = init_distributed(local_device(cfg.train.device))
     try:
         if env.is_main:
@@ -529,6 +644,7 @@ def _wait_for_run(command: list[str]) -> int:
 # options of the launching command that its runs must not see again
 _SET_OPTIONS = {"--nexp": True, "--resume": False, "--seed": True, "--run-index": True}
 _SLURM_OPTIONS = {
+    "--nnodes": True, "--rdzv-endpoint": True, "--rdzv-id": True,
     "--launcher": True, "--nodes": True, "--time": True, "--partition": True, "--account": True,
     "--dry-run": False, "--container": True, "--container-mounts": True,
     "--container-runtime": True, "--in-slurm-job": False, "--nproc": True,
@@ -671,7 +787,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
     args.seed, args.results = None, None  # a fresh seed (shared by the ranks); no result files
     cfg = resolve_run_config(args)
     if args.nproc > 1 and not launched_by_torchrun():
-        return _relaunch_with_torchrun(sys.argv[1:], args.nproc)
+        return _relaunch_with_torchrun(args.argv, args.nproc)
     from trainperf.train.distributed import local_device
 
     env = init_distributed(local_device(cfg.train.device))
@@ -864,6 +980,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 COMMANDS = {
     "list": cmd_list,
+    "systems": cmd_systems,
     "prepare": cmd_prepare,
     "run": cmd_run,
     "score": cmd_score,
