@@ -157,3 +157,13 @@ def test_sigterm_becomes_run_terminated_once_then_the_old_handler_returns() -> N
         except RunTerminated:
             os.kill(os.getpid(), signal.SIGTERM)  # while closing the log: ignored
             time.sleep(0.2)
+
+
+def test_page_cache_drop_reports_whether_it_happened(monkeypatch) -> None:
+    import builtins
+
+    def denied(path, *args, **kwargs):
+        raise PermissionError(13, "Permission denied", path)
+
+    monkeypatch.setattr(builtins, "open", denied)
+    assert T.clear_page_cache() is False
