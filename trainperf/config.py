@@ -94,6 +94,9 @@ class TrainConfig:
     benchmark's rule (llama2_70b_lora: floor(0.125 * GBS + 2); llama31_8b: none)."""
     target: float = 3.3
     """Quality target: stop with status 'success' at the first eval_accuracy <= target."""
+    time_limit_min: float = 0.0
+    """Wall-clock limit of one run in minutes (0: none): past it the run stops like on SIGTERM,
+    its log closed with run_stop 'aborted' and the reason."""
     seed: int | None = None
     """Run seed (model init and data order); None draws a fresh one, which is logged."""
     device: str = "auto"
@@ -120,6 +123,10 @@ class TrainConfig:
             eval_batch_size=self.eval_batch_size,
             lr=self.lr,
         )
+        if self.time_limit_min < 0:
+            raise ValueError(
+                f"train.time_limit_min({self.time_limit_min}) must be >= 0 (0: no limit)"
+            )
         if self.eval_skip is not None and self.eval_skip < 0:
             raise ValueError(f"train.eval_skip({self.eval_skip}) must be >= 0")
         if self.global_batch_size % self.micro_batch_size:

@@ -63,3 +63,16 @@ def test_killed_rank_aborts_its_run_and_the_set_moves_on(tmp_path: Path) -> None
     from trainperf.launch.runset import run_outcome
 
     assert run_outcome(log0)[0] == "failed"
+
+
+def test_run_past_its_time_limit_stops_with_its_log_closed(tmp_path: Path) -> None:
+    results = tmp_path / "r"
+    cmd = [sys.executable, "-m", "trainperf", "run", "--results", str(results), "--seed", "1",
+           "--no-progress", "train.max_steps=100000", "train.time_limit_min=0.1"]  # fmt: skip
+    started = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 128 + signal.SIGTERM, proc.stderr[-2000:]
+    assert "time limit of 0.1 min" in proc.stderr
+    stops = [r for r in records(results / "result_0.txt") if r["key"] == "run_stop"]
+    assert len(stops) == 1 and "time limit" in stops[0]["metadata"]["reason"]
+    assert time.time() - started < 120

@@ -93,6 +93,30 @@ class RunTerminated(Exception):
 
 
 @contextlib.contextmanager
+def time_limit(minutes: float):
+    """Within: past `minutes` of wall clock (0: no limit), RunTerminated in the main thread."""
+    if minutes <= 0 or threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    raised = []
+
+    def handler(signum, frame):
+        if raised:  # the log is being closed
+            return
+        raised.append(signum)
+        raise RunTerminated(f"time limit of {minutes:g} min (train.time_limit_min) reached")
+
+    previous = signal.signal(signal.SIGALRM, handler)
+    signal.setitimer(signal.ITIMER_REAL, minutes * 60)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
 def sigterm_raises():
     """Within: the first SIGTERM raises RunTerminated in the main thread, later ones are
     ignored until the block ends (elsewhere: no change)."""
@@ -511,6 +535,7 @@ def run_benchmark(
     stack = contextlib.ExitStack()
     try:
         stack.enter_context(sigterm_raises())
+        stack.enter_context(time_limit(cfg.train.time_limit_min))
         # at full scale, as the reference does; reduced scales log that they did not
         cleared = cfg.scale == "full" and env.local_rank == 0 and clear_page_cache()
         if cfg.scale == "full" and env.is_main and not cleared:
