@@ -566,7 +566,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             endpoint=args.rdzv_endpoint,
             rdzv_id=args.rdzv_id,
         )
-    env = init_distributed(local_device(cfg.train.device))
+    env = init_distributed(
+        local_device(cfg.train.device), timeout_s=cfg.parallel.collective_timeout_s
+    )
     try:
         if env.is_main:
             paths = _prepare_run(cfg, progress=not args.no_progress)
@@ -790,7 +792,9 @@ def cmd_perf(args: argparse.Namespace) -> int:
         return _relaunch_with_torchrun(args.argv, args.nproc)
     from trainperf.train.distributed import local_device
 
-    env = init_distributed(local_device(cfg.train.device))
+    env = init_distributed(
+        local_device(cfg.train.device), timeout_s=cfg.parallel.collective_timeout_s
+    )
     try:
         paths = _prepare_run(cfg, progress=False) if args.data_dir else None
         result = measure(

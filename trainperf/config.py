@@ -189,10 +189,17 @@ class ParallelConfig:
     """FSDP: free each block's gathered weights after its forward and gather them again in
     backward (least memory); false keeps them from forward to backward (one all-gather per step
     instead of two, more memory: the unsharded weights of every block at once)."""
+    collective_timeout_s: int = 1800
+    """Process-group timeout: a collective waiting longer on a hung rank fails the run (run_stop
+    'aborted' with the reason) instead of waiting forever."""
 
     def __post_init__(self) -> None:
         if self.tp < 1:
             raise ValueError(f"parallel.tp({self.tp}) must be >= 1")
+        if self.collective_timeout_s < 1:
+            raise ValueError(
+                f"parallel.collective_timeout_s({self.collective_timeout_s}) must be >= 1"
+            )
         if self.dp_shard == 0 or self.dp_shard < -1:
             raise ValueError(f"parallel.dp_shard({self.dp_shard}) must be -1 (auto) or >= 1")
         if self.activation_checkpointing not in AC_MODES:

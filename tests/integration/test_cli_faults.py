@@ -1,5 +1,6 @@
-"""Faults: a rank that dies mid-run ends that run (log closed, run_stop aborted with the reason)
-within a bounded time, and the set goes on with its next run. Two CPU ranks (torchrun, gloo).
+"""Faults: a rank that dies or hangs mid-run ends that run (log closed, run_stop aborted with the
+reason) within a bounded time, and the set goes on with its next run. Two CPU ranks (torchrun,
+gloo). And a run past its time limit.
 """
 
 import json
@@ -10,6 +11,8 @@ import sys
 import time
 import uuid
 from pathlib import Path
+
+import pytest
 
 ARGS = ["--nexp", "2", "--nproc", "2", "--seed", "1", "--no-progress", "train.max_steps=40",
         "train.warmup_steps=1", "train.micro_batch_size=8", "log.log_every_steps=1"]  # fmt: skip
@@ -36,11 +39,18 @@ def rank_pids(marker: str, rank: int) -> list[int]:
     return pids
 
 
-def test_killed_rank_aborts_its_run_and_the_set_moves_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("fault", "signum"),
+    [("dies", signal.SIGKILL), ("hangs", signal.SIGSTOP)],
+)
+def test_failed_rank_aborts_its_run_and_the_set_moves_on(tmp_path: Path, fault, signum) -> None:
+    """Rank 1 of run 0 is killed (its peer's collective fails at once) or frozen (its peer's
+    collective times out after parallel.collective_timeout_s)."""
     marker = uuid.uuid4().hex
     results = tmp_path / "set"
     env = {**os.environ, "TRAINPERF_TEST_MARKER": marker, "COLUMNS": "200"}
-    cmd = [sys.executable, "-m", "trainperf", "run", "--results", str(results), *ARGS]
+    cmd = [sys.executable, "-m", "trainperf", "run", "--results", str(results), *ARGS,
+           "parallel.collective_timeout_s=10"]  # fmt: skip
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     log0 = results / "result_0.txt"
     deadline = time.time() + 300
@@ -51,7 +61,7 @@ def test_killed_rank_aborts_its_run_and_the_set_moves_on(tmp_path: Path) -> None
     assert victims, "rank 1 of run 0 not found"
     killed_at = time.time()
     for pid in victims:
-        os.kill(pid, signal.SIGKILL)
+        os.kill(pid, signum)
     output = proc.communicate(timeout=600)[0].decode(errors="replace")
     stops = [r for r in records(log0) if r["key"] == "run_stop"]
     assert len(stops) == 1, output[-3000:]
