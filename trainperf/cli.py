@@ -627,7 +627,6 @@ def _without_options(argv: list[str], options: dict[str, bool]) -> list[str]:
 
 def _wait_for_run(command: list[str]) -> int:
     """Run one run of a set as a child process; on Ctrl-C let it close its log first."""
-    import signal
     import subprocess
 
     proc = subprocess.Popen(command)
