@@ -18,14 +18,9 @@ perf() {  # name, timeout, trainperf perf arguments...
   local name=$1 limit=$2; shift 2
   run "$name" "$limit" python3 -m trainperf perf "$@" --json train.seed=1234
 }
-gpu_tests() {  # name, pytest arguments...: the marked GPU tests, full output in $OUT/NAME.txt
-  local name=$1; shift
-  python3 -m pytest -q -m gpu tests/gpu -o addopts="" -p no:cacheprovider "$@" \
-    > "$OUT/$name.txt" 2>&1; tail -3 "$OUT/$name.txt"
-}
 case "${1:?which group: 8b, lora, lora-fp8, lora-1gpu, lora-1gpu-fp8 or h100}" in
 8b)
-  gpu_tests gpu_tests
+  gpu_tests gpu_tests tests/gpu
   run peer_8b 240 torchrun --standalone --nproc-per-node 2 .peer/peer_bench.py hf-pretrain --size 8b --steps 8
   perf ours_8b_compile 240 llama31_8b --nproc 2 --preset 2gpu --steps 5 --warmup 2 parallel.compile=true
   perf ours_8b_compile_plain_ce 240 llama31_8b --nproc 2 --preset 2gpu --steps 5 --warmup 2 \
@@ -34,7 +29,7 @@ case "${1:?which group: 8b, lora, lora-fp8, lora-1gpu, lora-1gpu-fp8 or h100}" i
     parallel.compile=true parallel.float8=tensorwise --profile "$OUT/prof_8b_fp8"
   ;;
 lora)
-  gpu_tests gpu_tests_lora -k lora
+  gpu_tests gpu_tests_lora tests/gpu -k lora
   perf ours_8b_compile_fp8tw_keep 240 llama31_8b --nproc 2 --preset 2gpu --steps 5 --warmup 2 \
     parallel.compile=true parallel.float8=tensorwise parallel.reshard_after_forward=false \
     --profile "$OUT/prof_8b_fp8_keep"
@@ -46,7 +41,7 @@ lora)
     parallel.compile=true parallel.float8=rowwise
   ;;
 lora-fp8)  # the float8 frozen base again, after its input gradient became a custom op
-  gpu_tests gpu_tests_lora -k lora
+  gpu_tests gpu_tests_lora tests/gpu -k lora
   run peer_lora 300 torchrun --standalone --nproc-per-node 2 .peer/peer_bench.py hf-lora --size 70b --steps 4
   perf ours_lora_compile_fp8 240 llama2_70b_lora --nproc 2 --gbs 2 --steps 3 --warmup 1 \
     parallel.compile=true parallel.float8=rowwise --profile "$OUT/prof_lora_fp8" --profile-steps 1

@@ -1037,7 +1037,8 @@ def out_of_memory_message(exc: BaseException) -> str:
         f"the GPU ran out of memory ({first.rstrip('.')}). Fit the step with less memory: "
         "parallel.activation_checkpointing=full, a smaller train.micro_batch_size, more GPUs "
         "(--nproc N / more nodes: FSDP shards the weights), parallel.float8=rowwise for a LoRA "
-        "frozen base, parallel.compile=false with a float8 LoRA base (compile keeps more), or a "
+        "frozen base, parallel.compile_inside_checkpoint=true with compile and full checkpointing "
+        "(or parallel.compile=false), or a "
         "proxy with fewer layers (--layers N for perf). Set TRAINPERF_DEBUG=1 for the traceback."
     )
 

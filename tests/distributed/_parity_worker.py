@@ -30,7 +30,8 @@ from trainperf.config import TrainConfig
 from trainperf.models.hf_adapter import canonical_name
 from trainperf.models.llama import Llama, LlamaConfig, get_llama_config, precompute_rope_cache
 from trainperf.parallel import ParallelDims, apply_fsdp, parallelize_model
-from trainperf.train.loss import chunked_loss_head
+from trainperf.parallel.cp import cp_positions
+from trainperf.train.loss import LossTargets, chunked_loss_head, weighted_loss_terms
 from trainperf.train.optim import build_optimizer
 
 GLOBAL_BATCH = 4
@@ -51,6 +52,8 @@ class Layout(NamedTuple):
     """Overrides of the `debug` LlamaConfig."""
     chunked_ce: bool = False
     """Compute the loss with the trainer's chunked cross entropy (Llama.forward's head)."""
+    cp: int = 1
+    """Context-parallel degree: each rank feeds its part of every sequence."""
 
 
 CONFIGS: dict[str, Layout] = {
@@ -71,6 +74,21 @@ CONFIGS: dict[str, Layout] = {
     ),
     "fsdp2_compile_full_ac": Layout(2, 1, {"activation_checkpointing": "full", "compile": True}),
     "tp2_sac": Layout(1, 2, {"activation_checkpointing": "selective"}),
+    # context parallel: FSDP over the cp ranks (dp_shard 1), alone and with the other features
+    "cp2": Layout(1, 1, cp=2),
+    "cp2_fused_qkv_chunked_ce_sac": Layout(
+        1,
+        1,
+        {"activation_checkpointing": "selective"},
+        model={"fused_qkv": True},
+        chunked_ce=True,
+        cp=2,
+    ),
+    "cp2_compile_full_ac": Layout(
+        1, 1, {"activation_checkpointing": "full", "compile": True}, chunked_ce=True, cp=2
+    ),
+    "fsdp2_cp2": Layout(2, 1, cp=2),  # 4 ranks
+    "cp2_tp2": Layout(1, 2, cp=2),  # 4 ranks
 }
 
 
@@ -83,8 +101,20 @@ def make_batches() -> list[torch.Tensor]:
     ]
 
 
-def loss_of(model: nn.Module, batch: torch.Tensor, *, chunked: bool = False) -> torch.Tensor:
+def loss_of(
+    model: nn.Module, batch: torch.Tensor, *, chunked: bool = False, cp: int = 1, cp_rank: int = 0
+) -> torch.Tensor:
     # As Trainer.loss_of: mean next-token cross entropy over the batch.
+    if cp > 1:  # this rank's part of the sum over the count's 1/cp (FSDP averages over cp too)
+        positions = cp_positions(SEQ_LEN, cp=cp, rank=cp_rank)
+        targets = LossTargets.of(batch[:, 1:], reduction="token").select(positions, share=1 / cp)
+        inputs = batch[:, :-1].index_select(1, positions)
+        if chunked:
+            head = chunked_loss_head(targets, dtype=torch.float32, chunk=24)
+            loss_sum, count = model(inputs, positions=positions, head=head)
+        else:
+            loss_sum, count = weighted_loss_terms(model(inputs, positions=positions), targets)
+        return loss_sum / count
     if chunked:  # chunks of 24 tokens: several per sample, the last one short
         head = chunked_loss_head(batch[:, 1:], reduction="token", dtype=torch.float32, chunk=24)
         loss_sum, count = model(batch[:, :-1], head=head)
@@ -100,6 +130,8 @@ def train(
     reduce: Callable[[torch.Tensor], float],
     first_grads: dict[str, torch.Tensor],
     chunked_ce: bool = False,
+    cp: int = 1,
+    cp_rank: int = 0,
 ) -> list[float]:
     """STEPS steps of the trainer's recipe: AdamW (build_optimizer), grad-norm clip, step.
     The full gradients of the first step go into `first_grads` (Adam's update is nearly blind to
@@ -107,7 +139,7 @@ def train(
     optimizer = build_optimizer(model, TrainConfig(lr=LR, grad_clip=GRAD_CLIP))
     losses = []
     for step, batch in enumerate(batches):
-        loss = loss_of(model, batch, chunked=chunked_ce)
+        loss = loss_of(model, batch, chunked=chunked_ce, cp=cp, cp_rank=cp_rank)
         loss.backward()
         if step == 0:
             first_grads["placements"] = {
@@ -168,7 +200,9 @@ def build_sharded(
 
     layout = CONFIGS[name]
     cfg = get_llama_config("debug", **layout.model)
-    dims = ParallelDims(dp_shard=layout.dp_shard, tp=layout.tp, world_size=dist.get_world_size())
+    dims = ParallelDims(
+        dp_shard=layout.dp_shard, cp=layout.cp, tp=layout.tp, world_size=dist.get_world_size()
+    )
     dims.validate_for_model(cfg, seq_len=SEQ_LEN)
     mesh = dims.build_mesh("cpu")
     with torch.device("meta"):
@@ -212,14 +246,23 @@ def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> di
     local = [b[dp_rank * per_rank : (dp_rank + 1) * per_rank] for b in batches]
 
     def global_mean(loss: torch.Tensor) -> float:
-        # Mean of the per-rank means over dp (TP ranks hold the same loss; count it once each).
+        # Mean of the per-rank means over all ranks: TP ranks hold the same loss, and the cp
+        # ranks' (cp x their part) average to their samples' loss.
         loss = loss.clone()
-        dist.all_reduce(loss, group=mesh["dp_shard"].get_group())
-        return loss.item() / dp
+        dist.all_reduce(loss)
+        return loss.item() / dist.get_world_size()
 
     grads: dict[str, torch.Tensor] = {}
-    chunked = CONFIGS[name].chunked_ce
-    losses = train(model, local, reduce=global_mean, first_grads=grads, chunked_ce=chunked)
+    layout = CONFIGS[name]
+    losses = train(
+        model,
+        local,
+        reduce=global_mean,
+        first_grads=grads,
+        chunked_ce=layout.chunked_ce,
+        cp=layout.cp,
+        cp_rank=mesh["cp"].get_local_rank(),
+    )
     placements = grads.pop("placements")
     grad_errors = {k: max_rel(grads[k], ref_grads[k]) for k in ref_grads}
     worst_grad = max(grad_errors, key=grad_errors.get)

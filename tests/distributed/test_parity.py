@@ -77,15 +77,18 @@ def check(result: dict) -> None:
 TWO_RANK_CONFIGS = ["fsdp2", "tp2", "tp2_no_sp", "fsdp1_tp2", "tp2_fused_qkv"]
 # [speed] features: chunked cross entropy + selective AC, compile + full AC (FSDP), SAC under TP
 SPEED_CONFIGS = ["fsdp2_chunked_ce_sac_keep", "fsdp2_compile_full_ac", "tp2_sac"]
-FOUR_RANK_CONFIGS = ["fsdp2_tp2", "fsdp2_tp2_fused_qkv"]
+# context parallel (all-gather K/V, load-balanced chunks) alone, with the features, with FSDP, TP
+CP_CONFIGS = ["cp2", "cp2_fused_qkv_chunked_ce_sac", "cp2_compile_full_ac"]
+FOUR_RANK_CONFIGS = ["fsdp2_tp2", "fsdp2_tp2_fused_qkv", "fsdp2_cp2", "cp2_tp2"]
 
 
 @pytest.fixture(scope="module")
 def two_rank_report(tmp_path_factory: pytest.TempPathFactory) -> dict:
-    return launch(tmp_path_factory.mktemp("parity2"), 2, TWO_RANK_CONFIGS + SPEED_CONFIGS)
+    configs = TWO_RANK_CONFIGS + SPEED_CONFIGS + CP_CONFIGS
+    return launch(tmp_path_factory.mktemp("parity2"), 2, configs)
 
 
-@pytest.mark.parametrize("config", TWO_RANK_CONFIGS + SPEED_CONFIGS)
+@pytest.mark.parametrize("config", TWO_RANK_CONFIGS + SPEED_CONFIGS + CP_CONFIGS)
 def test_two_ranks_match_one(two_rank_report: dict, config: str) -> None:
     check(two_rank_report[config])
 

@@ -112,10 +112,14 @@ def estimate_memory(
     lora: bool,
     float8: str,
     chunked_ce: bool,
+    cp: int = 1,
 ) -> MemoryEstimate:
-    """Peak bytes per GPU of one training step, in GiB (see the module docstring)."""
+    """Peak bytes per GPU of one training step, in GiB (see the module docstring).
+
+    cp: context-parallel degree; a rank holds the activations of seq_len / cp tokens of each
+    sample (the all-gathered K/V of one layer at a time are small beside them)."""
     blocks, layer, root = _params(cfg)
-    tokens = seq_len * micro_batch
+    tokens = seq_len * micro_batch // cp
     if lora and float8 != "none":
         weights, optim = blocks + 2 * root / world, 0.0  # float8 base, replicated
     elif lora:
@@ -179,9 +183,9 @@ CANDIDATES: dict[bool, tuple[tuple[bool, tuple[str, ...]], ...]] = {
         (False, ("parallel.activation_checkpointing=selective", "parallel.compile=true")),
         (False, ("parallel.activation_checkpointing=full", "parallel.compile=true")),
     ),
-    True: (  # LoRA: the float8 base runs eagerly (compile keeps more memory, RESULTS.md)
+    True: (  # LoRA: the float8 base compiled inside the checkpoint (around it keeps more memory)
         (True, ("parallel.activation_checkpointing=full", "parallel.float8=rowwise",
-                "parallel.compile=false")),
+                "parallel.compile=true", "parallel.compile_inside_checkpoint=true")),
         (False, ("parallel.activation_checkpointing=full", "parallel.compile=true")),
     ),
 }  # fmt: skip

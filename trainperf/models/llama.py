@@ -327,6 +327,20 @@ def _init_linear(linear: nn.Module, std: float) -> None:
     linear.load_weight_(hp)
 
 
+class CausalAttention(nn.Module):
+    """The attention kernel: softmax(q k^T / sqrt(head_dim), causal) v over the local sequence.
+
+    A module of its own so that parallelism can swap it without touching the model: context
+    parallel (`parallel/cp.py`) replaces it with one that attends over the whole sequence.
+    """
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        # q (B, n_heads, T, head_dim); k, v (B, n_kv_heads, T, head_dim)
+        # enable_gqa (torch >= 2.5) shares each K/V head across n_rep query heads without copying.
+        gqa = q.shape[1] != k.shape[1]
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+
+
 class Attention(nn.Module):
     """Causal multi-head attention with grouped-query K/V and RoPE; no biases.
 
@@ -347,6 +361,7 @@ class Attention(nn.Module):
             self.wk = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
             self.wv = nn.Linear(cfg.dim, cfg.n_kv_heads * cfg.head_dim, bias=False)
         self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=False)
+        self.sdpa = CausalAttention()
 
     def _project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         B, T, _ = x.shape
@@ -366,8 +381,7 @@ class Attention(nn.Module):
         q, k, v = self._project_qkv(x)
         q, k = apply_rope(q, rope_cache), apply_rope(k, rope_cache)
         q, k, v = (t.transpose(1, 2) for t in (q, k, v))  # (B, heads, T, head_dim)
-        # enable_gqa (torch >= 2.5) shares each K/V head across n_rep query heads without copying.
-        out = F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=self.n_rep > 1)
+        out = self.sdpa(q, k, v)  # (B, n_heads, T, head_dim)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))  # (B, T, dim)
 
     def init_weights(self, *, std: float, out_std: float) -> None:
@@ -437,8 +451,17 @@ class Llama(nn.Module):
         rope_cache = precompute_rope_cache(cfg, device=self.output.weight.device)
         self.register_buffer("rope_cache", rope_cache, persistent=False)
 
-    def forward(self, tokens: torch.Tensor, *, head: Callable | None = None) -> object:
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        *,
+        positions: torch.Tensor | None = None,
+        head: Callable | None = None,
+    ) -> object:
         """Logits (B, T, vocab_size) of `tokens` (B, T).
+
+        positions: (T,) int64 positions of the tokens in their sequences (RoPE), for a part of
+        each sequence (context parallel); None means 0 .. T-1.
 
         head: called as ``head(hidden, output.weight)`` on the final normed hidden states
         (B, T, dim) instead of the output layer, and its result returned: the trainer's chunked
@@ -448,12 +471,13 @@ class Llama(nn.Module):
         if tokens.dim() != 2:
             raise ValueError(f"tokens must be (batch, seq_len), got shape {tuple(tokens.shape)}")
         T = tokens.shape[1]
-        if T > self.cfg.max_seq_len:
+        if positions is None and T > self.cfg.max_seq_len:
             raise ValueError(
                 f"sequence length {T} exceeds max_seq_len({self.cfg.max_seq_len}); shorten the "
                 "input or raise max_seq_len in the model config"
             )
-        rope_cache = self.rope_cache[:T]  # (T, head_dim // 2, 2)
+        # (T, head_dim // 2, 2)
+        rope_cache = self.rope_cache[:T] if positions is None else self.rope_cache[positions]
         h = self.tok_embeddings(tokens)  # (B, T, dim)
         for layer in self.layers.values():
             h = layer(h, rope_cache)

@@ -1,11 +1,15 @@
-"""How the ranks are split between data and tensor parallelism, and the device mesh they form.
+"""How the ranks are split between data, context and tensor parallelism, and their device mesh.
 
-    dims = ParallelDims(dp_shard=-1, tp=2, world_size=8)  # -> dp_shard 4
-    dims.validate_for_model(cfg)
-    mesh = dims.build_mesh("cuda")  # 2-D mesh ("dp_shard", "tp"); mesh["tp"], mesh["dp_shard"]
+    dims = ParallelDims(dp_shard=-1, cp=2, tp=2, world_size=8)  # -> dp_shard 2
+    dims.validate_for_model(cfg, seq_len=8192)
+    mesh = dims.build_mesh("cuda")  # 3-D ("dp_shard", "cp", "tp"); mesh["tp"], mesh["cp"], ...
+    dims.fsdp_mesh(mesh)            # what FSDP shards over: dp_shard x cp, flattened
 
 The tp dimension is the innermost (fastest-varying rank), so a tensor-parallel group is made
-of consecutive ranks, which land on one node whenever tp divides the GPUs per node.
+of consecutive ranks, which land on one node whenever tp divides the GPUs per node; cp comes
+next. The ranks of a context-parallel group read the same samples (each a part of every
+sequence) and hold the same parameters, so FSDP shards the parameters over dp_shard and cp
+together, as torchtitan does.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
 from trainperf.models.llama import LlamaConfig
 
-MESH_DIM_NAMES = ("dp_shard", "tp")
+MESH_DIM_NAMES = ("dp_shard", "cp", "tp")
 
 
 def _divisors(n: int) -> str:
@@ -26,10 +30,12 @@ def _divisors(n: int) -> str:
 
 @dataclass
 class ParallelDims:
-    """Sizes of the data-parallel (FSDP) and tensor-parallel mesh dimensions."""
+    """Sizes of the data-parallel (FSDP), context-parallel and tensor-parallel mesh dimensions."""
 
     dp_shard: int = -1
-    """Ranks that each hold a shard of the parameters (FSDP2); -1 = world_size // tp."""
+    """Ranks that read different samples (FSDP2 shards); -1 = world_size // (cp * tp)."""
+    cp: int = 1
+    """Ranks that split every sequence (context parallel: 1/cp of the tokens each)."""
     tp: int = 1
     """Ranks that split every matmul of a layer (tensor + sequence parallel)."""
     world_size: int = 1
@@ -40,24 +46,38 @@ class ParallelDims:
             raise ValueError(f"world_size({self.world_size}) must be >= 1")
         if self.tp < 1:
             raise ValueError(f"tp({self.tp}) must be >= 1; use tp=1 to turn tensor parallel off")
+        if self.cp < 1:
+            raise ValueError(f"cp({self.cp}) must be >= 1; use cp=1 to turn context parallel off")
         if self.dp_shard == 0 or self.dp_shard < -1:
-            raise ValueError(f"dp_shard({self.dp_shard}) must be >= 1, or -1 for world_size // tp")
-        if self.dp_shard == -1:
-            if self.world_size % self.tp:
-                raise ValueError(
-                    f"tp({self.tp}) must divide world_size({self.world_size}); "
-                    f"try tp in {_divisors(self.world_size)}"
-                )
-            self.dp_shard = self.world_size // self.tp
-        if self.dp_shard * self.tp != self.world_size:
             raise ValueError(
-                f"dp_shard({self.dp_shard}) * tp({self.tp}) = {self.dp_shard * self.tp} must "
+                f"dp_shard({self.dp_shard}) must be >= 1, or -1 for world_size // (cp * tp)"
+            )
+        inner = self.cp * self.tp
+        if self.dp_shard == -1:
+            if self.world_size % inner:
+                what = (
+                    f"tp({self.tp})" if self.cp == 1 else f"cp({self.cp}) * tp({self.tp}) = {inner}"
+                )
+                raise ValueError(
+                    f"{what} must divide world_size({self.world_size}); try "
+                    f"{'tp' if self.cp == 1 else 'cp * tp'} in {_divisors(self.world_size)}"
+                )
+            self.dp_shard = self.world_size // inner
+        if self.dp_shard * inner != self.world_size:
+            cp = f" * cp({self.cp})" if self.cp > 1 else ""
+            raise ValueError(
+                f"dp_shard({self.dp_shard}){cp} * tp({self.tp}) = {self.dp_shard * inner} must "
                 f"equal world_size({self.world_size}); set dp_shard=-1 to use the rest of the ranks"
             )
 
     @property
     def dp_enabled(self) -> bool:
-        return self.dp_shard > 1
+        """Whether FSDP shards the parameters: more than one rank over dp_shard x cp."""
+        return self.dp_shard * self.cp > 1
+
+    @property
+    def cp_enabled(self) -> bool:
+        return self.cp > 1
 
     @property
     def tp_enabled(self) -> bool:
@@ -77,8 +97,14 @@ class ParallelDims:
             "dim": cfg.dim,
             "vocab_size": cfg.vocab_size,
         }
+        if seq_len is not None and self.cp > 1 and seq_len % (2 * self.cp):
+            raise ValueError(
+                f"context parallel cp({self.cp}) cuts each sequence into 2 x cp = {2 * self.cp} "
+                f"equal chunks, which seq_len({seq_len}) cannot be; pick cp with seq_len "
+                f"divisible by 2 x cp"
+            )
         if seq_len is not None:
-            sizes["seq_len"] = seq_len
+            sizes["seq_len"] = seq_len // self.cp  # each cp rank's share, split again by SP
         for name, size in sizes.items():
             if size % self.tp:
                 smallest = min(sizes.values())
@@ -91,7 +117,7 @@ class ParallelDims:
                 )
 
     def build_mesh(self, device_type: str) -> DeviceMesh:
-        """The 2-D ("dp_shard", "tp") mesh over all ranks; either dimension may have size 1.
+        """The 3-D ("dp_shard", "cp", "tp") mesh over all ranks; any dimension may have size 1.
 
         Needs an initialized default process group of `world_size` ranks (torchrun does that
         with `torch.distributed.init_process_group`).
@@ -108,5 +134,12 @@ class ParallelDims:
                 f"world_size=dist.get_world_size()"
             )
         return init_device_mesh(
-            device_type, (self.dp_shard, self.tp), mesh_dim_names=MESH_DIM_NAMES
+            device_type, (self.dp_shard, self.cp, self.tp), mesh_dim_names=MESH_DIM_NAMES
         )
+
+    def fsdp_mesh(self, mesh: DeviceMesh) -> DeviceMesh:
+        """The 1-D mesh FSDP shards over and averages gradients over: dp_shard, or dp_shard x cp
+        flattened when context parallel is on (its ranks hold the same parameters too)."""
+        if not self.cp_enabled:
+            return mesh["dp_shard"]
+        return mesh["dp_shard", "cp"]._flatten("dp_shard_cp")

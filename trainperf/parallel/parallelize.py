@@ -1,9 +1,9 @@
 """Apply every parallelism and speed feature to a model, in the one order that composes:
-float8 -> TP -> AC -> compile -> FSDP.
+float8 -> TP -> CP -> AC -> compile -> FSDP.
 
     with torch.device("meta"):
         model = Llama(cfg)
-    dims = ParallelDims(tp=2, world_size=dist.get_world_size())
+    dims = ParallelDims(cp=2, tp=2, world_size=dist.get_world_size())
     dims.validate_for_model(cfg, seq_len=seq_len)
     mesh = dims.build_mesh("cuda")
     parallelize_model(model, dims, mesh, param_dtype=torch.bfloat16)
@@ -13,7 +13,9 @@ float8 -> TP -> AC -> compile -> FSDP.
 Why this order (torchtitan's): float8 swaps Linear modules for Float8Linear, which the later
 steps must see (TP shards them, FSDP all-gathers their weights in float8). TP rewrites the
 Linear/Embedding parameters into DTensors and hooks their inputs and outputs, so it goes before
-activation checkpointing and compile, which wrap each block's forward, TP hooks included; FSDP
+activation checkpointing and compile, which wrap each block's forward, TP hooks included; CP
+swaps each block's attention kernel for one that all-gathers K/V over the cp group, before the
+blocks are wrapped too, so its collective is recomputed and compiled with the block; FSDP
 goes last so that its all-gather and reduce-scatter hooks stay outside the compiled and
 checkpointed regions.
 """
@@ -27,7 +29,8 @@ from torch.distributed.device_mesh import DeviceMesh
 from trainperf.models.lora import LoRALinear
 from trainperf.parallel.ac import apply_ac
 from trainperf.parallel.compile import apply_compile
-from trainperf.parallel.dims import ParallelDims
+from trainperf.parallel.cp import apply_cp
+from trainperf.parallel.dims import MESH_DIM_NAMES, ParallelDims
 from trainperf.parallel.float8 import apply_float8, apply_float8_frozen_base
 from trainperf.parallel.fsdp import apply_fsdp
 from trainperf.parallel.tp import apply_tp
@@ -44,20 +47,24 @@ def parallelize_model(
     reshard_after_forward: bool = True,
     activation_checkpointing: str = "none",
     compile: bool = False,
+    compile_inside_checkpoint: bool = False,
     float8: str = "none",
 ) -> nn.Module:
     """Apply the features to `model` in place and return it; mesh None for one process.
 
     float8 ('none', 'tensorwise', 'rowwise': torchao Float8Linear for the block Linears; with
     LoRA adapters, 'rowwise' stores the frozen base in float8, see `apply_float8_frozen_base`).
-    Tensor parallel when dims.tp > 1; FSDP when dims.dp_shard > 1. With FSDP off (one data
+    Tensor parallel when dims.tp > 1; context parallel when dims.cp > 1 (the caller feeds each
+    rank its part of every sequence, see `parallel/cp.py`); FSDP over dp_shard x cp when that
+    is more than one rank. With FSDP off (one data
     parallel rank), param_dtype and reduce_dtype have no effect: use autocast for mixed precision.
     activation_checkpointing: 'none', 'full' (every block recomputed in backward) or 'selective'
-    (attention and every second matmul saved). compile: torch.compile per block.
+    (attention and every second matmul saved). compile: torch.compile per block (inside the
+    full checkpoint's wrapper with compile_inside_checkpoint, see `apply_compile`).
     Call on the meta device, before `to_empty`.
     """
     if mesh is not None:
-        assert tuple(mesh.mesh_dim_names or ()) == ("dp_shard", "tp"), mesh.mesh_dim_names
+        assert tuple(mesh.mesh_dim_names or ()) == MESH_DIM_NAMES, mesh.mesh_dim_names
         assert mesh.size() == dims.world_size, (mesh.size(), dims.world_size)
     else:
         assert dims.world_size == 1, "a mesh is needed for more than one rank"
@@ -67,13 +74,15 @@ def parallelize_model(
         apply_float8(model, recipe=float8, fsdp=dims.dp_enabled)
     if dims.tp_enabled:
         apply_tp(model, mesh["tp"], sequence_parallel=sequence_parallel)
+    if dims.cp_enabled:
+        apply_cp(model, mesh["cp"])
     apply_ac(model, mode=activation_checkpointing)
     if compile:
-        apply_compile(model)
+        apply_compile(model, inside_checkpoint=compile_inside_checkpoint)
     if dims.dp_enabled:
         apply_fsdp(
             model,
-            mesh["dp_shard"],
+            dims.fsdp_mesh(mesh),
             param_dtype=param_dtype,
             reduce_dtype=reduce_dtype,
             reshard_after_forward=reshard_after_forward,

@@ -19,6 +19,7 @@ gradient) never exist at once. For Llama 3.1 at 8192 tokens and a 128,256 vocabu
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -162,10 +163,50 @@ def token_weights(labels: torch.Tensor, *, reduction: str) -> torch.Tensor:
     raise ValueError(f"loss reduction {reduction!r} must be one of {REDUCTIONS}")
 
 
+@dataclass(frozen=True)
+class LossTargets:
+    """What the loss of one batch needs: labels (B, T), token weights w (B, T) with
+    sum(w * per-token CE) the batch's loss sum, and the count that sum is divided by (a 0-d
+    float32 tensor): ``reduce_per_token``'s two terms, ready to be cut along the sequence."""
+
+    labels: torch.Tensor
+    weights: torch.Tensor
+    count: torch.Tensor
+
+    @classmethod
+    def of(cls, labels: torch.Tensor, *, reduction: str) -> LossTargets:
+        scored = labels != IGNORE_INDEX
+        count = scored.float().sum() if reduction == "token" else scored.any(dim=1).float().sum()
+        return cls(labels, token_weights(labels, reduction=reduction), count)
+
+    def select(self, positions: torch.Tensor, *, share: float) -> LossTargets:
+        """The targets of the tokens at `positions` (dim 1), with `share` of the count: for
+        context parallel, whose ranks' sums (and count shares) add up to the batch's."""
+        return LossTargets(
+            self.labels.index_select(1, positions),
+            self.weights.index_select(1, positions),
+            self.count * share,
+        )
+
+
+def weighted_loss_terms(
+    logits: torch.Tensor, targets: LossTargets
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``loss_terms`` from the logits (B, T, V) and prepared targets: (sum(w * CE), count)."""
+    B, T, V = logits.shape
+    per_token = F.cross_entropy(
+        logits.float().reshape(B * T, V),
+        targets.labels.reshape(B * T),
+        ignore_index=IGNORE_INDEX,
+        reduction="none",
+    )
+    return (per_token * targets.weights.reshape(B * T)).sum(), targets.count
+
+
 def chunked_loss_head(
-    labels: torch.Tensor,
+    labels: torch.Tensor | LossTargets,
     *,
-    reduction: str,
+    reduction: str | None = None,
     dtype: torch.dtype,
     chunk: int = 1024,
     compile: bool = False,
@@ -174,12 +215,17 @@ def chunked_loss_head(
 
     The same values as ``loss_terms(model(tokens), labels)``, through ``ChunkedCrossEntropy``;
     with ``compile`` each chunk's loss and gradient run as torch.compile-fused kernels.
+    `labels` with `reduction`, or prepared ``LossTargets`` (reduction None).
     """
     if chunk < 1:
         raise ValueError(f"cross-entropy chunk({chunk}) must be >= 1 tokens")
-    w = token_weights(labels, reduction=reduction)
-    scored = labels != IGNORE_INDEX
-    count = scored.float().sum() if reduction == "token" else scored.any(dim=1).float().sum()
+    if isinstance(labels, LossTargets):
+        assert reduction is None, "LossTargets carry their reduction in their weights"
+        targets = labels
+    else:
+        assert reduction is not None, "give the reduction of the labels"
+        targets = LossTargets.of(labels, reduction=reduction)
+    labels, w, count = targets.labels, targets.weights, targets.count
 
     def head(hidden: torch.Tensor, weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         B, T, D = hidden.shape

@@ -223,11 +223,13 @@ def describe_features(cfg: Config) -> str:
     """The speed features of `cfg` in words, for tables and RESULTS.md."""
     par = cfg.parallel
     parts = [f"tp {par.tp}"] if par.tp > 1 else []
+    if par.cp > 1:
+        parts.append(f"cp {par.cp}")
     parts.append(f"AC {par.activation_checkpointing}")
     if not par.reshard_after_forward:
         parts.append("no reshard after forward")
     if par.compile:
-        parts.append("compile")
+        parts.append("compile inside AC" if par.compile_inside_checkpoint else "compile")
     if par.float8 != "none" and cfg.model.lora_rank:
         parts.append(f"float8 frozen base ({par.float8})")
     elif par.float8 != "none":

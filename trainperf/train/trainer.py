@@ -33,6 +33,7 @@ from trainperf.models.hf_adapter import load_hf_checkpoint
 from trainperf.models.llama import Llama, LlamaConfig, get_llama_config
 from trainperf.models.lora import LoRAConfig, apply_lora, init_lora
 from trainperf.parallel.attention import set_attention_backend
+from trainperf.parallel.cp import cp_positions
 from trainperf.parallel.dims import ParallelDims
 from trainperf.parallel.float8 import check_float8_available, precompute_float8_scales
 from trainperf.parallel.parallelize import parallelize_model
@@ -44,7 +45,7 @@ from trainperf.train.distributed import (
     broadcast_value,
     local_device,
 )
-from trainperf.train.loss import chunked_loss_head, count_units, loss_terms
+from trainperf.train.loss import LossTargets, chunked_loss_head, count_units, weighted_loss_terms
 from trainperf.train.metrics import AsyncScalar
 from trainperf.train.optim import build_optimizer, lr_at, set_lr
 from trainperf.train.progress import RunProgress
@@ -190,7 +191,8 @@ class Trainer:
     """Builds data, model and optimizer for one run and trains it to the target.
 
     Under torchrun every rank builds its shard of the model (FSDP2 over all ranks, tensor
-    parallel when parallel.tp > 1), reads its share of each global batch and of the eval set;
+    parallel when parallel.tp > 1), reads its share of each global batch and of the eval set
+    (with context parallel, parallel.cp > 1, its part of each of its group's sequences);
     only rank 0 writes MLLOG records and shows progress (the MLPerf logger of the other ranks
     is disabled).
     """
@@ -220,8 +222,11 @@ class Trainer:
         self.steps = 0
         self.last_eval: float | None = None
         self.data: BenchmarkData | None = None  # set before setup() to train on other data
-        t = cfg.train
-        ranks = self.env.world_size // cfg.parallel.tp
+        t, par = cfg.train, cfg.parallel
+        # mesh ("dp_shard", "cp", "tp"), tp fastest: the ranks of a cp x tp group share samples
+        ranks = self.env.world_size // (par.cp * par.tp)
+        self.dp_rank = self.env.rank // (par.cp * par.tp)
+        self.cp_rank = self.env.rank // par.tp % par.cp
         if t.global_batch_size % (t.micro_batch_size * ranks):
             raise ValueError(
                 f"train.global_batch_size({t.global_batch_size}) must be a multiple of "
@@ -281,7 +286,7 @@ class Trainer:
             if self.dtype != torch.float32:  # frozen base in bf16, adapters stay float32
                 cast_frozen_params_(model, self.dtype)
         world = self.env.world_size if self.env.enabled else 1
-        dims = ParallelDims(dp_shard=par.dp_shard, tp=par.tp, world_size=world)
+        dims = ParallelDims(dp_shard=par.dp_shard, cp=par.cp, tp=par.tp, world_size=world)
         dims.validate_for_model(mcfg, seq_len=self.cfg.train.seq_len)
         mesh = dims.build_mesh(self.device.type) if self.env.enabled else None
         parallelize_model(
@@ -292,6 +297,7 @@ class Trainer:
             reduce_dtype=torch.float32,
             activation_checkpointing=par.activation_checkpointing,
             compile=par.compile,
+            compile_inside_checkpoint=par.compile_inside_checkpoint,
             float8=par.float8,
             reshard_after_forward=par.reshard_after_forward,
         )
@@ -320,34 +326,45 @@ class Trainer:
         return x.to(self.device, non_blocking=True)
 
     def loss_terms(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """(loss sum, count) of a batch; with context parallel this rank's part of the sum and
+        1/cp of the count, so that the cp ranks' terms add up to the batch's."""
         inputs, labels = (self.to_device(x) for x in batch)
+        targets = LossTargets.of(labels, reduction=self.reduction)  # weights of whole sequences
+        positions = None
+        if (cp := self.cfg.parallel.cp) > 1:
+            positions = cp_positions(
+                inputs.shape[1], cp=cp, rank=self.cp_rank, device=inputs.device
+            )
+            inputs, targets = (
+                inputs.index_select(1, positions),
+                targets.select(positions, share=1 / cp),
+            )
         with self.autocast():
             if self.cfg.chunked_cross_entropy:  # (sum, count) without the (B, T, V) logits
                 head = chunked_loss_head(
-                    labels,
-                    reduction=self.reduction,
-                    dtype=self.dtype,
-                    compile=self.cfg.parallel.compile,
+                    targets, dtype=self.dtype, compile=self.cfg.parallel.compile
                 )
-                return self.model(inputs, head=head)
-            logits = self.model(inputs)  # (B, T, vocab)
-        return loss_terms(logits, labels, reduction=self.reduction)
+                return self.model(inputs, positions=positions, head=head)
+            logits = self.model(inputs, positions=positions)  # (B, T, vocab)
+        return weighted_loss_terms(logits, targets)
 
     def train_step(self) -> torch.Tensor:
         """One optimizer step over this rank's share of the next global batch."""
         t = self.cfg.train
         mb = t.micro_batch_size
-        rank_in_dp = self.env.rank // self.cfg.parallel.tp  # mesh ("dp_shard", "tp")
-        first = self.steps * t.global_batch_size + rank_in_dp * self.local_batch
+        first = self.steps * t.global_batch_size + self.dp_rank * self.local_batch
         batches = [
             self.data.train_batch(range(first + i, first + i + mb))
             for i in range(0, self.local_batch, mb)
         ]
         units = sum(count_units(labels, reduction=self.reduction) for _, labels in batches)
+        # FSDP averages the gradients over dp_shard x cp; a cp rank's sum is its part of its
+        # samples' loss, so x cp makes that average the mean over the data-parallel ranks.
+        divisor = max(units, 1.0) / self.cfg.parallel.cp
         total = torch.zeros((), device=self.device)
         for batch in batches:
             loss_sum, _ = self.loss_terms(batch)
-            loss = loss_sum / max(units, 1.0)
+            loss = loss_sum / divisor
             loss.backward()
             total += loss.detach()
         clip_grad_norm_(self.params, t.grad_clip)
@@ -364,7 +381,9 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         precompute_float8_scales(
-            self.model, recipe=self.cfg.parallel.float8, fsdp=self.dp_ranks > 1
+            self.model,
+            recipe=self.cfg.parallel.float8,
+            fsdp=self.dp_ranks * self.cfg.parallel.cp > 1,
         )
         self.steps += 1
         return total
@@ -373,13 +392,14 @@ class Trainer:
     def evaluate(self) -> float:
         """eval_accuracy over the fixed evaluation set, reduced as the benchmark scores it.
 
-        Ranks take samples rank, rank + world, ...; all run the same number of forward passes
+        Data-parallel ranks take samples rank, rank + dp, ... (the ranks of a cp x tp group the
+        same ones: each its part of them); all run the same number of forward passes
         (a rank with nothing left runs one on a sample it then ignores), as FSDP's collectives
         need.
         """
         self.model.eval()
-        n, world, bs = self.data.eval_size, self.env.world_size, self.cfg.train.eval_batch_size
-        mine = list(range(self.env.rank, n, world))
+        n, world, bs = self.data.eval_size, self.dp_ranks, self.cfg.train.eval_batch_size
+        mine = list(range(self.dp_rank, n, world))  # the ranks of a cp x tp group share them
         sums = torch.zeros(2, device=self.device, dtype=torch.float64)
         for start in range(0, -(-n // world), bs):
             idx = mine[start : start + bs]

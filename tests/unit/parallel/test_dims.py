@@ -85,10 +85,10 @@ def test_build_mesh_needs_an_initialized_process_group() -> None:
         ParallelDims().build_mesh("cpu")
 
 
-def test_build_mesh_is_2d_with_size_one_dims(one_rank_group: None) -> None:
+def test_build_mesh_is_3d_with_size_one_dims(one_rank_group: None) -> None:
     with pytest.raises(ValueError, match=r"world_size\(2\) != torch.distributed world size \(1\)"):
         ParallelDims(world_size=2, tp=2).build_mesh("cpu")
     mesh = ParallelDims().build_mesh("cpu")
-    assert mesh.mesh_dim_names == ("dp_shard", "tp")
-    assert tuple(mesh.shape) == (1, 1)
-    assert mesh["tp"].size() == 1 and mesh["dp_shard"].size() == 1
+    assert mesh.mesh_dim_names == ("dp_shard", "cp", "tp")
+    assert tuple(mesh.shape) == (1, 1, 1)
+    assert mesh["tp"].size() == 1 and mesh["dp_shard"].size() == 1 and mesh["cp"].size() == 1

@@ -59,8 +59,9 @@ def max_rel(got: dict, ref: dict) -> float:
         {"activation_checkpointing": "full"},
         {"activation_checkpointing": "selective"},
         {"activation_checkpointing": "selective", "compile": True},
+        {"activation_checkpointing": "full", "compile": True, "compile_inside_checkpoint": True},
     ],
-    ids=["full_ac", "selective_ac", "selective_ac+compile"],
+    ids=["full_ac", "selective_ac", "selective_ac+compile", "full_ac+compile_inside"],
 )
 def test_feature_matches_plain_model(reference, options) -> None:
     model, x, y, ref_loss, ref_grads = reference
@@ -180,6 +181,11 @@ BASE = Config(benchmark="llama31_8b", scale="tiny")
         (["parallel.float8=tensorwise", "model.lora_rank=16"], r"LoRA.*float8=rowwise"),
         (["train.cross_entropy=chunked", "parallel.tp=2"], r"gathers sharded logits"),
         (["train.cross_entropy=fused"], r"train\.cross_entropy\('fused'\) must be one of"),
+        (["parallel.compile_inside_checkpoint=true"], r"needs parallel.compile=true and .*=full"),
+        (
+            ["parallel.compile_inside_checkpoint=true", "parallel.compile=true"],
+            r"got compile=true, activation_checkpointing=none",
+        ),
     ],
 )
 def test_invalid_combinations_are_refused(overrides, message) -> None:
@@ -191,3 +197,16 @@ def test_cross_entropy_auto_is_chunked_except_under_tp() -> None:
     assert apply_overrides(BASE, []).chunked_cross_entropy
     assert not apply_overrides(BASE, ["parallel.tp=2"]).chunked_cross_entropy
     assert not apply_overrides(BASE, ["train.cross_entropy=plain"]).chunked_cross_entropy
+
+
+def test_compile_inside_checkpoint_compiles_the_wrapped_block(reference) -> None:
+    model, *_ = reference
+    options = {"activation_checkpointing": "full", "compile": True}
+    around = featured(model, **options)
+    inside = featured(model, **options, compile_inside_checkpoint=True)
+    for block in around.layers.values():  # the checkpoint wrapper is compiled
+        assert block._compiled_call_impl is not None
+        assert block._checkpoint_wrapped_module._compiled_call_impl is None
+    for block in inside.layers.values():  # the wrapper stays eager, the block inside compiles
+        assert block._compiled_call_impl is None
+        assert block._checkpoint_wrapped_module._compiled_call_impl is not None
