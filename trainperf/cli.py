@@ -243,7 +243,6 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "watch",
         help="follow a run live: samples, loss, lr, throughput, evals vs target, ETA, status",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Follow PATH as it grows: a result log, a results folder (every "
         "result_*.txt, new ones picked up; runs side by side) or a Slurm job's output "
         "(launcher prefixes such as '0: ' and other output are skipped). Works on any MLPerf "
@@ -251,12 +250,10 @@ def build_parser() -> argparse.ArgumentParser:
         "throughput, each evaluation against the target with its trend, the ETA to the target "
         "from the slope of the last evaluations and from the RCP mean samples to converge, and "
         "the status. Without a terminal it prints one plain line per change.",
-        epilog="exit status:\n"
-        "  0    every watched run ended with run_stop status success\n"
-        "  1    a run ended with another status (aborted, not converged)\n"
-        "  2    bad input (PATH missing, a folder without logs)\n"
-        "  3    --once or --timeout returned while a run was still going or a log was missing\n"
-        "  130  interrupted (Ctrl-C)",
+        epilog="Exit status: 0 every watched run ended with run_stop status success; 1 a run "
+        "ended with another status (aborted, not converged); 2 bad input (PATH missing, a folder "
+        "without logs); 3 --once or --timeout returned while a run was still going or an "
+        "expected log was missing; 130 interrupted (Ctrl-C).",
     )
     p.add_argument("path", type=Path, metavar="PATH")
     p.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
