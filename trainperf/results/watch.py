@@ -302,17 +302,19 @@ class Watch:
         changed = False
         for path in self._files():
             tail = self.tails.setdefault(path, LogTail(path))
-            if path not in self.runs:
+            first = path not in self.runs
+            if first:
                 self.runs[path] = [RunState(path=path, config=_read_config(path))]
                 changed = True
-            now = self.clock()
-            grace = now - self.last_growth.get(path, now) >= PARTIAL_GRACE_S
-            lines = tail.read(final=final or (grace and _parses(tail.partial)))
+            # A last line without newline counts once the file has been quiet for a while.
+            grace = self._idle(path) >= PARTIAL_GRACE_S and _parses(tail.partial)
+            offset = tail.offset
+            lines = tail.read(final=final or grace)
             if tail.truncated:
                 tail.truncated = False
                 self.runs[path] = [RunState(path=path, config=_read_config(path))]
-            if lines or path not in self.last_growth:
-                self.last_growth[path] = now
+            if tail.offset != offset and not first:  # first sight: the file's mtime says
+                self.last_growth[path] = self.clock()
             for lineno, line in lines:
                 self._feed(path, lineno, line)
             changed |= bool(lines)
@@ -391,12 +393,15 @@ class Watch:
         return EXIT_SUCCESS if self.done() else EXIT_RUNNING
 
     def idle_seconds(self, run: RunState) -> float:
-        """Seconds since the run's file last grew (its mtime before the first poll saw it)."""
+        """Seconds since the run's file last grew."""
+        return self._idle(run.path)
+
+    def _idle(self, path: Path) -> float:
         try:
-            mtime = run.path.stat().st_mtime
+            mtime = path.stat().st_mtime
         except OSError:
             return 0.0
-        return max(self.clock() - max(mtime, self.last_growth.get(run.path, 0.0)), 0.0)
+        return max(self.clock() - max(mtime, self.last_growth.get(path, 0.0)), 0.0)
 
     def finished_count(self) -> int:
         return sum(r.ended for r in self.all_runs)
