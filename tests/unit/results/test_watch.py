@@ -335,3 +335,15 @@ def test_published_folders_end_success_with_their_evals(folder: str) -> None:
         assert all(r.logged_throughput and 2.0 < r.logged_throughput < 2.3 for r in runs)
     if "v5.1" in folder:  # the log's own target_accuracy
         assert runs[0].target[1] == "log"
+
+
+def test_cli_watch_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainperf import cli
+
+    log = write(tmp_path / "result_0.txt", header() + body([(1000, 3.2)]))
+    assert cli.main(["watch", str(log), "--json"]) == 2  # --json needs --once
+    assert "add --once" in capsys.readouterr().err
+    assert cli.main(["watch", str(log), "--interval", "0"]) == 2
+    assert "--interval(0.0) must be > 0" in capsys.readouterr().err
+    assert cli.main(["watch", str(log), "--once", "--json"]) == EXIT_RUNNING
+    assert json.loads(capsys.readouterr().out)["runs"][0]["status"] == "running"
