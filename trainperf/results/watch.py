@@ -462,7 +462,7 @@ def _rows(watch: Watch, run: RunState, *, stale_s: float) -> dict[str, str]:
     last = f"{evals[-1][1]:.4f}" if evals else "-"
     mark = ""
     if evals and target is not None:
-        mark = " <= target" if evals[-1][1] <= target else f" (target {target:g})"
+        mark = f" <= target {target:g}" if evals[-1][1] <= target else f" (target {target:g})"
     trend = "" if d["trend"] is None else f", {d['trend']:+.4f}/eval"
     rate = d["logged_throughput"] or d["samples_per_s"]
     gbs = _fmt(d["global_batch_size"], "d")
@@ -485,9 +485,7 @@ def _rows(watch: Watch, run: RunState, *, stale_s: float) -> dict[str, str]:
         "evals": " ".join(f"{v:.3f}" for _, v in evals[-4:]) or "-",
         "ETA (slope)": _eta(d["eta_slope_s"], d["eta_slope_note"], run.ended),
         "ETA (RCP)": _eta(d["eta_rcp_s"], d["eta_rcp_note"], run.ended, d["rcp_mean_samples"]),
-        "time to train": "-"
-        if d["time_to_train_minutes"] is None
-        else f"{d['time_to_train_minutes']:.2f} min",
+        "time to train": _time_to_train(run),
         "parse errors": str(d["parse_errors"]),
     }
 
@@ -523,7 +521,7 @@ def render_lines(watch: Watch, *, stale_s: float = 60.0) -> list[str]:
             f"{name}: {r['benchmark']} {r['run']}: {r['status']}; samples {r['samples']}, "
             f"train loss {r['train loss']}, lr {r['lr']}, {r['throughput']}; eval {r['eval']}; "
             f"ETA slope {r['ETA (slope)']}, RCP {r['ETA (RCP)']}"
-            + (f"; time to train {r['time to train']}" if run.ended else "")
+            + ("" if r["time to train"] == "-" else f"; time to train {r['time to train']}")
             + (f"; {r['parse errors']} parse errors" if run.errors else "")
         )
     return out
@@ -671,6 +669,16 @@ def _eta(seconds: float | None, note: str, ended: bool, mean: float | None = Non
     if mean is not None:
         return f"{_duration(seconds)} (mean {mean:,.0f} samples)"
     return _duration(seconds)
+
+
+def _time_to_train(run: RunState) -> str:
+    """The run's time to train, or for a running run the logged time since run_start."""
+    s = run.summary
+    if s.time_to_train_minutes is not None:
+        return f"{s.time_to_train_minutes:.2f} min"
+    if s.run_start_ms is None or not run.events:
+        return "-"
+    return f"{(run.events[-1].time_ms - s.run_start_ms) / 60000:.2f} min so far"
 
 
 def _fmt(value: Any, spec: str) -> str:

@@ -347,3 +347,18 @@ def test_cli_watch_in_process(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "--interval(0.0) must be > 0" in capsys.readouterr().err
     assert cli.main(["watch", str(log), "--once", "--json"]) == EXIT_RUNNING
     assert json.loads(capsys.readouterr().out)["runs"][0]["status"] == "running"
+
+
+def test_follow_on_a_terminal_uses_live(tmp_path: Path) -> None:
+    log = write(tmp_path / "result_0.txt", header() + body([(1000, 3.5)]))
+    pending = [[stop("aborted", samples=1000)]]
+
+    def sleep(_: float) -> None:
+        with log.open("a") as handle:
+            handle.write("\n".join(pending.pop(0)) + "\n")
+
+    out = io.StringIO()
+    console = Console(file=out, width=160, force_terminal=True)
+    assert follow(Watch(log), console=console, interval=0.01, sleep=sleep) == EXIT_FAILED
+    text = out.getvalue()
+    assert "ETA (slope)" in text and "aborted" in text and "a run did not succeed" in text
