@@ -955,8 +955,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    from trainperf.results.watch import (
-        Watch,
+    from trainperf.results.watch import Watch
+    from trainperf.results.watch_view import (
         follow,
         render_lines,
         render_table,

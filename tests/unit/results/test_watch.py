@@ -1,4 +1,5 @@
-"""Unit tests for trainperf.results.watch: the tailer, run state, ETAs, exit codes, fixtures."""
+"""Unit tests for trainperf.results.watch and watch_view: tailer, run state, ETAs, exit codes,
+rendering, published fixtures."""
 
 from __future__ import annotations
 
@@ -22,11 +23,8 @@ from trainperf.results.watch import (
     SET_FILE,
     LogTail,
     Watch,
-    follow,
-    render_lines,
-    render_table,
-    watch_to_dict,
 )
+from trainperf.results.watch_view import follow, render_lines, render_table, watch_to_dict
 
 T0 = 1_700_000_000_000  # ms since epoch
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "mlperf_results"
