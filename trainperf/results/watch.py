@@ -186,6 +186,13 @@ class RunState:
         return "initializing" if self.events else "waiting"
 
     @property
+    def reason(self) -> str | None:
+        """The run_stop's ``reason`` metadata (ours: why a run was aborted), if any."""
+        stops = [e for e in self.events if e.key == C.RUN_STOP]
+        reason = stops[-1].metadata.get("reason") if stops else None
+        return str(reason) if reason else None
+
+    @property
     def target(self) -> tuple[float | None, str]:
         """(quality target, where it comes from: log, config, rules or unknown)."""
         if self.log_target is not None:

@@ -39,6 +39,7 @@ def run_to_dict(watch: Watch, run: RunState) -> dict[str, Any]:
         "seed": s.seed,
         "global_batch_size": s.global_batch_size,
         "status": run.status,
+        "reason": run.reason,
         "ended": run.ended,
         "samples": run.samples,
         "train_loss": run.train_loss,
@@ -82,9 +83,8 @@ def _rows(watch: Watch, run: RunState, *, stale_s: float) -> dict[str, str]:
     if evals and target is not None:
         mark = f" <= target {target:g}" if evals[-1][1] <= target else f" (target {target:g})"
     trend = "" if d["trend"] is None else f", {d['trend']:+.4f}/eval"
-    rate = d["logged_throughput"] or d["samples_per_s"]
     gbs = _fmt(d["global_batch_size"], "d")
-    status = d["status"]
+    status = d["status"] + (f" ({d['reason']})" if d["reason"] else "")
     if not run.ended and d["idle_s"] is not None and d["idle_s"] >= stale_s:
         status += f", no new lines for {_duration(d['idle_s'])}"
     return {
@@ -94,11 +94,7 @@ def _rows(watch: Watch, run: RunState, *, stale_s: float) -> dict[str, str]:
         "samples": _fmt(d["samples"], ","),
         "train loss": _fmt(d["train_loss"], ".4f"),
         "lr": _fmt(d["lr"], ".3g"),
-        "throughput": "-"
-        if rate is None
-        else f"{rate:.3g} samples/s"
-        + ("" if d["tokens_per_s"] is None else f", {d['tokens_per_s']:,.0f} tok/s")
-        + (" (logged)" if d["logged_throughput"] else ""),
+        "throughput": _throughput(d),
         "eval": f"{last}{mark}{trend} [{len(evals)} evals]",
         "evals": " ".join(f"{v:.3f}" for _, v in evals[-4:]) or "-",
         "ETA (slope)": _eta(d["eta_slope_s"], d["eta_slope_note"], run.ended),
@@ -182,6 +178,8 @@ def follow(
     else:
         shown: dict[tuple[Path, int], str] = {}
         watch.poll()
+        if not watch.all_runs:
+            console.print(f"waiting for the first result log in {watch.path}", markup=False)
         _print_changes(watch, console, shown, stale_s)
         while keep_going():
             sleep(interval)
@@ -223,6 +221,16 @@ def _eta(seconds: float | None, note: str, ended: bool, mean: float | None = Non
     if mean is not None:
         return f"{_duration(seconds)} (mean {mean:,.0f} samples)"
     return _duration(seconds)
+
+
+def _throughput(d: dict[str, Any]) -> str:
+    rate = d["logged_throughput"] or d["samples_per_s"]
+    if rate is None:
+        return "-"
+    text = f"{rate:.3g} samples/s"
+    if d["tokens_per_s"] is not None:
+        text += f", {d['tokens_per_s']:,.0f} tok/s"
+    return text + (" (logged)" if d["logged_throughput"] else "")
 
 
 def _time_to_train(run: RunState) -> str:

@@ -161,8 +161,12 @@ def test_status_and_exit_code(tmp_path: Path, status: str | None, code: int) -> 
     lines = header() + body([(1000, 3.5), (2000, 3.3)])
     if status is not None:
         lines.append(stop(status, samples=2000))
+    if status == "aborted":  # ours says why
+        lines[-1] = lines[-1].replace('"status"', '"reason": "not converged: 2 steps", "status"')
     watch = watched(write(tmp_path / "result_0.txt", lines))
     assert watch.exit_code() == code
+    if status == "aborted":
+        assert ": aborted (not converged: 2 steps);" in render_lines(watch)[0]
     assert watch.done() == (status is not None)
     assert watch.all_runs[0].status == (status or "running")
 
