@@ -956,13 +956,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_watch(args: argparse.Namespace) -> int:
     from trainperf.results.watch import Watch
-    from trainperf.results.watch_view import (
-        follow,
-        render_lines,
-        render_table,
-        summary_line,
-        watch_to_dict,
-    )
+    from trainperf.results.watch_view import follow, show_once
 
     bad = [f"{flag}({value}) must be > 0" for flag, value in (
         ("--interval", args.interval), ("--timeout", args.timeout), ("--stale", args.stale))
@@ -972,20 +966,11 @@ def cmd_watch(args: argparse.Namespace) -> int:
     if args.json and not args.once:
         raise ValueError("--json prints one state: add --once (trainperf watch PATH --once --json)")
     watch = Watch(args.path)
-    if not args.once:
-        return follow(
-            watch, console=stdout, interval=args.interval, timeout=args.timeout, stale_s=args.stale
-        )
-    watch.poll(final=True)
-    if args.json:
-        print(json.dumps(watch_to_dict(watch), indent=2))
-    elif stdout.is_terminal:
-        stdout.print(render_table(watch, stale_s=args.stale))
-        stdout.print(summary_line(watch), markup=False)
-    else:
-        for line in [*render_lines(watch, stale_s=args.stale), summary_line(watch)]:
-            stdout.print(line, markup=False)
-    return watch.exit_code()
+    if args.once:
+        return show_once(watch, console=stdout, as_json=args.json, stale_s=args.stale)
+    return follow(
+        watch, console=stdout, interval=args.interval, timeout=args.timeout, stale_s=args.stale
+    )
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@ JSON, and ``follow``, the poll-and-render loop of ``trainperf watch``."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Callable
@@ -21,6 +22,7 @@ __all__ = [
     "render_lines",
     "render_table",
     "run_to_dict",
+    "show_once",
     "summary_line",
     "watch_to_dict",
 ]
@@ -146,6 +148,21 @@ def summary_line(watch: Watch) -> str:
     n = watch.expected_runs() or len(watch.all_runs)
     word = {EXIT_SUCCESS: "all succeeded", EXIT_FAILED: "a run did not succeed"}
     return f"{watch.finished_count()} of {n} runs ended: {word.get(code, 'still running')}"
+
+
+def show_once(watch: Watch, *, console: Console, as_json: bool, stale_s: float = 60.0) -> int:
+    """Read everything there is now, print it (JSON, a table on a terminal, else plain lines)
+    and return the exit code."""
+    watch.poll(final=True)
+    if as_json:
+        console.file.write(json.dumps(watch_to_dict(watch), indent=2) + "\n")
+    elif console.is_terminal:
+        console.print(render_table(watch, stale_s=stale_s))
+        console.print(summary_line(watch), markup=False, highlight=False)
+    else:
+        for line in [*render_lines(watch, stale_s=stale_s), summary_line(watch)]:
+            console.print(line, markup=False, highlight=False, soft_wrap=True)
+    return watch.exit_code()
 
 
 def follow(
