@@ -197,16 +197,21 @@ class RunState:
         """(quality target, where it comes from: log, config, rules or unknown)."""
         if self.log_target is not None:
             return self.log_target, "log"
-        cfg_target = (self.config or {}).get("train", {}).get("target")
+        cfg_target = self._train_config("target")
         if _number(cfg_target) is not None:
             return float(cfg_target), "config"
         module = _benchmark_module(self.summary.benchmark)
         target = getattr(module, "EVAL_ACCURACY_TARGET", None)
         return (float(target), "rules") if target is not None else (None, "unknown")
 
+    def _train_config(self, key: str) -> Any:
+        train = (self.config or {}).get("train")
+        return train.get(key) if isinstance(train, dict) else None
+
     @property
     def scale(self) -> str | None:
-        return (self.config or {}).get("scale")
+        scale = (self.config or {}).get("scale")
+        return scale if isinstance(scale, str) else None
 
     @property
     def samples_per_s(self) -> float | None:
@@ -220,7 +225,7 @@ class RunState:
     @property
     def tokens_per_s(self) -> float | None:
         rate = self.logged_throughput or self.samples_per_s
-        seq = self.seq_len or (self.config or {}).get("train", {}).get("seq_len")
+        seq = self.seq_len or _number(self._train_config("seq_len"))
         if seq is None:
             seq = getattr(_benchmark_module(self.summary.benchmark), "MAX_SEQUENCE_LENGTH", None)
         return None if rate is None or not seq else rate * seq

@@ -364,3 +364,26 @@ def test_follow_on_a_terminal_uses_live(tmp_path: Path) -> None:
     assert follow(Watch(log), console=console, interval=0.01, sleep=sleep) == EXIT_FAILED
     text = out.getvalue()
     assert "ETA (slope)" in text and "aborted" in text and "a run did not succeed" in text
+
+
+def test_odd_values_and_configs_never_crash(tmp_path: Path) -> None:
+    odd: list[Any] = [None, "x", [], {}, True, float("nan"), -1, 1e308]
+    lines = header()
+    for i, value in enumerate(odd):
+        at = T0 + 2000 + i
+        lines += [
+            mllog("train_loss", value, time_ms=at, samples_count=value, lr=value),
+            mllog("tracked_stats", {"throughput": value, "train_loss": value}, time_ms=at),
+            mllog("tracked_stats", value, time_ms=at, samples_count=value),
+            mllog("eval_accuracy", value, time_ms=at, samples_count=value),
+            mllog("max_sequence_length", value, time_ms=at),
+            mllog("target_accuracy", value, time_ms=at),
+            mllog("run_stop", time_ms=at, status=value, reason=value),
+        ]
+    log = write(tmp_path / "result_0.txt", lines)
+    (tmp_path / "config_0.json").write_text(json.dumps({"scale": 3, "train": [1]}))
+    watch = watched(log)
+    assert len(watch.all_runs) == 1 and watch.exit_code() == EXIT_FAILED  # no run opener after
+    render_lines(watch)
+    watch_to_dict(watch)
+    Console(file=io.StringIO()).print(render_table(watch))
