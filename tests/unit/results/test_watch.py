@@ -220,6 +220,8 @@ def test_folder_set_size_new_files_and_failed_run(tmp_path: Path) -> None:
     watch.poll()
     assert watch.done() and watch.exit_code() == EXIT_FAILED
     assert watch_to_dict(watch)["finished"] == 3
+    one = watched(tmp_path / "result_1.txt")  # one log of the set knows its place in it
+    assert one.label(one.all_runs[0]) == "run 2 of 3" and one.exit_code() == EXIT_FAILED
 
 
 def test_folder_without_set_file_expects_the_rules_run_count(tmp_path: Path) -> None:
