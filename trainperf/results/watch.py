@@ -366,12 +366,12 @@ class Watch:
     def label(self, run: RunState) -> str:
         """'run i of N' for one run."""
         runs = self.all_runs
-        i, n = runs.index(run) + 1, self.expected_runs()
+        i, n = runs.index(run) + 1, self.expected_runs()  # a set: the run's place in it
         if self.is_dir:
-            pass  # a set: the run's place in it
-        elif run.trial:
+            return f"run {i} of {n or len(runs)}"
+        if run.trial:
             i, n = run.trial
-        elif not self.is_dir and (match := _RESULT_INDEX.match(self.path.name)):
+        elif match := _RESULT_INDEX.match(self.path.name):
             nexp = _set_size(self.path.parent)  # one log of our set: result_<i-1>.txt
             if nexp is not None:
                 i, n = int(match.group(1)) + 1, nexp
