@@ -241,6 +241,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
 
     p = sub.add_parser(
+        "watch",
+        help="follow a run live: samples, loss, lr, throughput, evals vs target, ETA, status",
+        description="Follow PATH as it grows: a result log, a results folder (every "
+        "result_*.txt, new ones picked up; runs side by side) or a Slurm job's output "
+        "(launcher prefixes such as '0: ' and other output are skipped). Works on any MLPerf "
+        "submission's logs. Shows benchmark, run i of N, samples, train loss, learning rate, "
+        "throughput, each evaluation against the target with its trend, the ETA to the target "
+        "from the slope of the last evaluations and from the RCP mean samples to converge, and "
+        "the status. Without a terminal it prints one plain line per change.",
+        epilog="Exit status: 0 every watched run ended with run_stop status success; 1 a run "
+        "ended with another status (aborted, not converged); 2 bad input (PATH missing, a folder "
+        "without logs); 3 --once or --timeout returned while a run was still going or an "
+        "expected log was missing; 130 interrupted (Ctrl-C).",
+    )
+    p.add_argument("path", type=Path, metavar="PATH")
+    p.add_argument("--interval", type=float, default=2.0, help="seconds between polls (default 2)")
+    p.add_argument("--once", action="store_true", help="print the current state once and exit")
+    p.add_argument("--timeout", type=float, metavar="S", help="stop watching after S seconds")
+    p.add_argument("--json", action="store_true", help="with --once: print one JSON object")
+    p.add_argument(
+        "--stale",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="show 'no new lines for Ns' once a running log has not grown for S s (default 60)",
+    )
+
+    p = sub.add_parser(
         "check", help="official compliance, RCP and seed checks of a folder of result logs"
     )
     p.add_argument("directory", type=Path)
@@ -714,13 +742,19 @@ def _run_in_slurm_job(args: argparse.Namespace, cfg: Config) -> int:
 def _run_set(args: argparse.Namespace, cfg: Config, *, step=None) -> int:
     """--nexp N [--resume]: each planned run as its own `trainperf run` process (or `step`'s
     command for it), then the score."""
-    from trainperf.launch.runset import move_failed_aside, plan_run_set, seeds_for
+    from trainperf.launch.runset import (
+        move_failed_aside,
+        plan_run_set,
+        seeds_for,
+        write_set_file,
+    )
     from trainperf.results.score import render_score, score_directory
 
     results_dir = Path(cfg.log.results_dir).expanduser()
     plan = plan_run_set(results_dir, args.nexp, resume=args.resume)
     seeds = seeds_for(plan, args.seed)
     console.print(plan.describe())
+    write_set_file(results_dir, args.nexp)  # trainperf watch DIR: "run i of N"
     _prepare_run(cfg, progress=not args.no_progress)  # once, before the first run
     base = _without_options(args.argv, _SET_OPTIONS)
     for n, index in enumerate(plan.todo, 1):
@@ -920,6 +954,25 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    from trainperf.results.watch import Watch
+    from trainperf.results.watch_view import follow, show_once
+
+    bad = [f"{flag}({value}) must be > 0" for flag, value in (
+        ("--interval", args.interval), ("--timeout", args.timeout), ("--stale", args.stale))
+        if value is not None and not value > 0]  # fmt: skip
+    if bad:
+        raise ValueError("; ".join(bad))
+    if args.json and not args.once:
+        raise ValueError("--json prints one state: add --once (trainperf watch PATH --once --json)")
+    watch = Watch(args.path)
+    if args.once:
+        return show_once(watch, console=stdout, as_json=args.json, stale_s=args.stale)
+    return follow(
+        watch, console=stdout, interval=args.interval, timeout=args.timeout, stale_s=args.stale
+    )
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     from trainperf.results.perf import (
         estimate,
@@ -988,6 +1041,7 @@ COMMANDS = {
     "run": cmd_run,
     "score": cmd_score,
     "check": cmd_check,
+    "watch": cmd_watch,
     "estimate": cmd_estimate,
     "compare": cmd_compare,
     "download": cmd_download,

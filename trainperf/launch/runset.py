@@ -17,6 +17,7 @@ otherwise each run draws a fresh one that no other run of the set has.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import time
@@ -29,6 +30,8 @@ from trainperf.results.parse import parse_log
 from trainperf.train.trainer import NOT_CONVERGED, fresh_seed
 
 FAILED_DIR = "failed"
+SET_FILE = "runset.json"
+"""``{"nexp": N}``: the set's planned size, so that ``trainperf watch`` can say "run i of N"."""
 _RESULT = re.compile(r"^result_(\d+)\.txt$")
 
 
@@ -109,6 +112,16 @@ def plan_run_set(results_dir: Path, nexp: int, *, resume: bool) -> SetPlan:
         else:
             plan.kept[index] = outcome
     return plan
+
+
+def write_set_file(results_dir: Path, nexp: int) -> Path:
+    """Record the planned size of the set in ``results_dir/runset.json`` (atomically)."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    target = results_dir / SET_FILE
+    tmp = target.with_name(f".{SET_FILE}.{os.getpid()}")
+    tmp.write_text(json.dumps({"nexp": nexp}) + "\n", encoding="utf-8")
+    os.replace(tmp, target)
+    return target
 
 
 def move_failed_aside(results_dir: Path, index: int) -> Path | None:

@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from trainperf.benchmarks import llama31_8b
-from trainperf.models.llama import LLAMA_CONFIGS, get_llama_config, model_flops_per_token_nvidia
 
 __all__ = [
     "DEVICE_PEAKS",
@@ -121,6 +120,13 @@ def estimate(
 
     ``model_overrides`` replaces LlamaConfig fields (e.g. NVIDIA_405B_RECIPE_OVERRIDES).
     """
+    # Imported here: the model file needs torch, which rcp_mean_samples (trainperf watch) does not.
+    from trainperf.models.llama import (
+        LLAMA_CONFIGS,
+        get_llama_config,
+        model_flops_per_token_nvidia,
+    )
+
     if model not in LLAMA_CONFIGS:
         raise ValueError(f"unknown model {model!r}; known: {', '.join(LLAMA_CONFIGS)}")
     for name, value in (("seq", seq), ("gbs", gbs), ("gpus", gpus), ("step_time", step_time)):

@@ -1,0 +1,145 @@
+"""The real ``trainperf watch`` CLI on crafted logs: --once, --json, a live follow, bad input.
+
+The ``trainperf`` fixture (conftest.py) runs the CLI in a subprocess.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+T0 = 1_700_000_000_000  # ms since epoch
+
+
+def mllog(key: str, value: Any = None, *, time_ms: int, **metadata: Any) -> str:
+    """One line in the exact format mlperf_logging.mllog writes."""
+    record = {
+        "namespace": "",
+        "time_ms": time_ms,
+        "event_type": "POINT_IN_TIME",
+        "key": key,
+        "value": value,
+        "metadata": {"file": "train.py", "lineno": 1, **metadata},
+    }
+    return ":::MLLOG " + json.dumps(record)
+
+
+def run_lines(seed: int, evals: list[tuple[int, float]], status: str | None) -> list[str]:
+    """A llama2_70b_lora run at GBS 8: header, a train_loss and an eval per point, run_stop."""
+    lines = [
+        mllog("submission_benchmark", "llama2_70b_lora", time_ms=T0),
+        mllog("global_batch_size", 8, time_ms=T0),
+        mllog("seed", seed, time_ms=T0),
+        mllog("run_start", time_ms=T0 + 1000),
+    ]
+    for samples, value in evals:
+        at = T0 + 1000 + samples * 400  # 2.5 samples/s
+        lines.append(mllog("train_loss", 1.2, time_ms=at, samples_count=samples, lr=4e-4))
+        lines.append(mllog("eval_accuracy", value, time_ms=at, samples_count=samples))
+    if status is not None:
+        at = T0 + 1000 + evals[-1][0] * 400
+        lines.append(mllog("run_stop", time_ms=at, samples_count=evals[-1][0], status=status))
+    return lines
+
+
+EVALS = [(1536, 0.94), (1920, 0.933), (2304, 0.924)]
+
+
+def write(path: Path, lines: list[str]) -> Path:
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
+    return path
+
+
+def test_once_on_a_finished_log_exits_0(tmp_path: Path, trainperf) -> None:
+    log = write(tmp_path / "result_0.txt", run_lines(1, EVALS, "success"))
+    proc = trainperf("watch", str(log), "--once")
+    assert proc.returncode == 0, proc.stderr
+    assert "success" in proc.stdout and "eval 0.9240 <= target" in proc.stdout
+    assert proc.stdout.strip().endswith("1 of 1 runs ended: all succeeded")
+
+
+def test_once_json_on_a_folder_still_going_exits_3(tmp_path: Path, trainperf) -> None:
+    write(tmp_path / "result_0.txt", run_lines(1, EVALS, "success"))
+    going = [f"0: {line}" for line in run_lines(2, EVALS[:2], None)]
+    write(tmp_path / "result_1.txt", ["0: srun noise", *going])
+    proc = trainperf("watch", str(tmp_path), "--once", "--json")
+    assert proc.returncode == 3, proc.stderr
+    data = json.loads(proc.stdout)
+    assert data["expected_runs"] == 10 and data["finished"] == 1 and data["exit_code"] == 3
+    first, second = data["runs"]
+    assert (first["status"], second["status"]) == ("success", "running")
+    assert second["label"] == "run 2 of 10" and second["evals"] == [[1536, 0.94], [1920, 0.933]]
+    assert second["target"] == 0.925 and second["eta_slope_s"] > 0 and second["eta_rcp_s"] > 0
+    assert second["samples_per_s"] == 2.5 and second["lr"] == 4e-4
+
+
+def test_once_on_an_aborted_run_exits_1(tmp_path: Path, trainperf) -> None:
+    log = write(tmp_path / "result_0.txt", run_lines(1, EVALS, "aborted"))
+    proc = trainperf("watch", str(log), "--once")
+    assert proc.returncode == 1 and "aborted" in proc.stdout
+
+
+def test_live_follow_exits_0_when_run_stop_success_arrives(tmp_path: Path) -> None:
+    lines = run_lines(3, EVALS, "success")
+    log = write(tmp_path / "slurm-1234.out", ["srun: starting", *lines[:4]])
+
+    def append() -> None:
+        for line in ["+ some shell noise", *lines[4:]]:
+            time.sleep(0.3)
+            with log.open("a") as handle:
+                handle.write(f"0: {line}\n")
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainperf", "watch", str(log), "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    assert proc.stdout is not None
+    first = proc.stdout.readline()  # watching: now the run goes on
+    writer = threading.Thread(target=append)
+    writer.start()
+    out, err = proc.communicate(timeout=60)
+    writer.join()
+    assert proc.returncode == 0, err
+    assert "Traceback" not in err
+    lines_out = [first.rstrip("\n"), *out.splitlines()]
+    # not a terminal: one plain line per change, then the summary
+    assert len(lines_out) >= 4 and "running" in lines_out[0] and "[0 evals]" in lines_out[0]
+    assert any("eval 0.9400" in line for line in lines_out)
+    assert "success" in lines_out[-2] and lines_out[-1] == "1 of 1 runs ended: all succeeded"
+
+
+def test_ctrl_c_exits_130(tmp_path: Path) -> None:
+    log = write(tmp_path / "result_0.txt", run_lines(1, EVALS[:1], None))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "trainperf", "watch", str(log), "--interval", "0.2"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stdout is not None
+    assert "running" in proc.stdout.readline()  # watching
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, trainperf) -> None:
+    (tmp_path / "empty").mkdir()
+    for args in (
+        [str(tmp_path / "missing.txt")],
+        [str(tmp_path / "empty"), "--once"],
+    ):
+        proc = trainperf("watch", *args)
+        assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
+        assert "Traceback" not in proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1 and "error:" in proc.stderr
