@@ -90,6 +90,8 @@ class ScoreResult:
     """Where ``scaling_factor`` came from: "scaling.json", "rcp" or "none"."""
     counted: list[str] = field(default_factory=list)
     """Run files whose times the score averages (the rest: dropped fastest / slowest, failed)."""
+    excluded: dict[str, str] = field(default_factory=dict)
+    """Run files that cannot count (not converged, failed compliance) and why."""
 
 
 def required_run_count(benchmark: str | None) -> int | None:
@@ -214,6 +216,7 @@ def _compute_score(result: ScoreResult, dropped: dict[str, str]) -> None:
     ranked = sorted(ok, key=lambda r: r.time_to_train_minutes or 0.0)  # _counts: never None
     times = [r.time_to_train_minutes or 0.0 for r in ranked]
     failed = [r for r in runs if r not in ok]
+    result.excluded = {_name(r): dropped.get(_name(r)) or _failure(r) for r in failed}
     if failed:
         result.notes.append(
             "dropped: "
