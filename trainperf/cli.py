@@ -245,6 +245,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("directory", type=Path)
     p.add_argument("--ruleset", help="ruleset (default: newest that knows the benchmark)")
+
+    p = sub.add_parser(
+        "report",
+        help="HTML report of a results folder: curves, times, throughput, score, diagnoses",
+        description="One self-contained HTML file (figures embedded; the same PNGs beside it) on "
+        "a folder of result logs, ours or a published submission's: train loss and eval curves "
+        "against the target and the RCP band, time to train per run, throughput per block, the "
+        "score with the compliance and RCP verdicts, the system description, and a diagnosis of "
+        "each run (converged, diverged, plateaued, too slow, LR schedule or eval cadence not as "
+        "the rules require).",
+    )
+    p.add_argument("directory", type=Path)
+    p.add_argument("--out", type=Path, help="folder to write into (default: DIR/report)")
+    p.add_argument("--json", action="store_true", help="print the diagnoses and paths as JSON")
+    p.add_argument("--ruleset", help="compliance / RCP ruleset (default: newest knowing it)")
     return parser
 
 
@@ -920,6 +935,22 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if report.passed else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from trainperf.results.report import build_report, report_to_dict, score_line
+
+    _check_ruleset(args.ruleset)
+    report = build_report(args.directory, out=args.out, ruleset=args.ruleset)
+    if args.json:
+        print(json.dumps(report_to_dict(report), indent=2))
+        return 0
+    for run in report.runs:
+        why = run.diagnosis.reasons[0] if run.diagnosis.reasons else ""
+        stdout.print(f"{run.file}: {run.diagnosis.verdict}: {why}", markup=False)
+    stdout.print(score_line(report.score), markup=False)
+    stdout.print(f"wrote {report.html_path} (+ {len(report.png_paths)} PNG)", markup=False)
+    return 0
+
+
 def cmd_estimate(args: argparse.Namespace) -> int:
     from trainperf.results.perf import (
         estimate,
@@ -988,6 +1019,7 @@ COMMANDS = {
     "run": cmd_run,
     "score": cmd_score,
     "check": cmd_check,
+    "report": cmd_report,
     "estimate": cmd_estimate,
     "compare": cmd_compare,
     "download": cmd_download,
