@@ -352,14 +352,14 @@ def _expected_hyperparameters(hyper: dict[str, Any], rules: _Rules) -> dict[str,
 
 
 def _hyperparameter_problems(hyper: dict[str, Any], rules: _Rules) -> list[str]:
-    source = "the rules" if rules.full else "the run's config"
+    source = "the rules require" if rules.full else "the run's config gives"
     problems = []
     for key, want in _expected_hyperparameters(hyper, rules).items():
         got = hyper.get(key)
         if got is None:
-            problems.append(f"{key} is not logged; {source} require {want!r}")
+            problems.append(f"{key} is not logged; {source} {want!r}")
         elif not _same(got, want):
-            problems.append(f"{key} is {got!r} where {source} require {want!r}")
+            problems.append(f"{key} is {got!r} where {source} {want!r}")
     return problems
 
 
@@ -469,6 +469,7 @@ def _cadence(
     if interval is None or not evals:
         return []
     where = "the rules" if rules.full else "the run's config"
+    require = "the rules require" if rules.full else "the run's config gives"
     found = []
     latest_first = (rules.evals_skipped + 1) * interval
     first = evals[0][0]
@@ -487,7 +488,7 @@ def _cadence(
         found.append(
             (
                 BAD_CADENCE,
-                f"evaluations {g} samples apart (before {at} samples) where {where} require "
+                f"evaluations {g} samples apart (before {at} samples) where {require} "
                 f"every {interval} samples ({len(wide)} such gap{'s' if len(wide) > 1 else ''})",
             )
         )
@@ -495,7 +496,7 @@ def _cadence(
     if narrow:
         notes.append(
             f"evaluates every {', '.join(map(str, narrow))} samples, more often than the "
-            f"{interval} {where} require: samples to converge then fall between the RCP's "
+            f"{interval} that {require}: samples to converge then fall between the RCP's "
             "evaluation points"
         )
     return found
