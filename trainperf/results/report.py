@@ -288,8 +288,10 @@ def describe_system(directory: Path, runs: list[RunReport]) -> tuple[list[tuple[
 def _config_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [("config: benchmark / scale", f"{config.get('benchmark')} / {config.get('scale')}")]
     for section in ("model", "train", "parallel", "data"):
-        values = config.get(section) or {}
-        rows.append((f"config: {section}", ", ".join(f"{k}={_flat(v)}" for k, v in values.items())))
+        if values := config.get(section):
+            rows.append(
+                (f"config: {section}", ", ".join(f"{k}={_flat(v)}" for k, v in values.items()))
+            )
     return rows
 
 
