@@ -936,6 +936,8 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    if not args.directory.is_dir():  # before importing the checkers (seconds of scipy)
+        raise ValueError(f"{args.directory} is not a folder; give the folder holding result_*.txt")
     from trainperf.results.report import build_report, report_to_dict, score_line
 
     _check_ruleset(args.ruleset)
