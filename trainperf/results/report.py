@@ -21,13 +21,8 @@ from mlperf_logging.mllog import constants as C
 
 from trainperf.benchmarks import BENCHMARKS
 from trainperf.mlperf.rcp import rcp_band
-from trainperf.results.diagnose import (
-    UNREADABLE,
-    Diagnosis,
-    RunCurves,
-    diagnose_run,
-    extract_curves,
-)
+from trainperf.results.curves import RunCurves, extract_curves
+from trainperf.results.diagnose import UNREADABLE, Diagnosis, diagnose_run
 from trainperf.results.parse import MLLogEvent, RunSummary, parse_log, summarize_events
 from trainperf.results.report_render import draw_figures, render_html, report_to_dict, score_line
 from trainperf.results.score import ScoreResult, score_directory, sort_naturally

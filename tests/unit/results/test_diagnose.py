@@ -1,4 +1,4 @@
-"""Unit tests for trainperf.results.diagnose: crafted logs get the right verdict, in plain words."""
+"""Unit tests for trainperf.results.diagnose and .conformance: crafted logs, the right verdicts."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from trainperf.results.diagnose import diagnose_run, expected_lr
+from trainperf.results.conformance import expected_lr
+from trainperf.results.diagnose import diagnose_run
 from trainperf.results.parse import parse_log
 
 LORA = {"opt_base_learning_rate": 4e-4, "opt_learning_rate_warmup_factor": 0.0}
