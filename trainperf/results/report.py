@@ -21,6 +21,7 @@ from mlperf_logging.mllog import constants as C
 
 from trainperf.benchmarks import BENCHMARKS
 from trainperf.mlperf.rcp import rcp_band
+from trainperf.mlperf.seeds import check_seeds
 from trainperf.results.curves import RunCurves, extract_curves
 from trainperf.results.diagnose import UNREADABLE, Diagnosis, diagnose_run
 from trainperf.results.parse import MLLogEvent, RunSummary, parse_log, summarize_events
@@ -76,6 +77,8 @@ class Report:
     system_source: str
     band: tuple[float, float, float] | None = None
     """(RCP mean, stdev, min acceptable mean) of samples to converge, when an RCP applies."""
+    seeds: str | None = None
+    """The official seed checker's verdict ("passed" or "failed: ..."); None when not run."""
 
 
 def build_report(
@@ -102,10 +105,12 @@ def build_report(
             f"{first}); point trainperf report at a folder of complete :::MLLOG result logs"
         )
     score = score_directory(directory, ruleset=ruleset, compliance=compliance, rcp=rcp)
+    seeds = _seed_line(files, score.ruleset) if compliance else None
     out_dir = Path(out) if out is not None else directory / "report"
     _make_dir(out_dir)
     system, source = describe_system(directory, runs)
     report = Report(directory, out_dir, out_dir / "report.html", [], runs, score, system, source)
+    report.seeds = seeds
     report.band = _band(score, runs)
     figures = draw_figures(report)
     for name, png in figures.items():
@@ -124,6 +129,14 @@ def _result_files(directory: Path) -> list[Path]:
     if not files:
         raise ValueError(f"no result_*.txt files in {directory}; nothing to report")
     return files
+
+
+def _seed_line(files: list[Path], ruleset: str | None) -> str | None:
+    """The seed checker's verdict, as ``trainperf check`` words it."""
+    if ruleset is None:
+        return None
+    verdict = check_seeds(files, ruleset=ruleset)
+    return "passed" if verdict.passed else "failed: " + "; ".join(verdict.reasons)
 
 
 def _make_dir(out_dir: Path) -> None:
@@ -287,9 +300,8 @@ def _config_rows(config: dict[str, Any]) -> list[tuple[str, str]]:
     rows = [("config: benchmark / scale", f"{config.get('benchmark')} / {config.get('scale')}")]
     for section in ("model", "train", "parallel", "data"):
         if values := config.get(section):
-            rows.append(
-                (f"config: {section}", ", ".join(f"{k}={_flat(v)}" for k, v in values.items()))
-            )
+            text = ", ".join(f"{k}={'none' if v is None else _flat(v)}" for k, v in values.items())
+            rows.append((f"config: {section}", text))
     return rows
 
 

@@ -236,6 +236,8 @@ def _verdict_list(report: Report) -> str:
             f"RCP samples to converge: mean {mean:,.0f} ± {std:,.0f} (min acceptable mean "
             f"{low:,.0f})"
         )
+    if report.seeds is not None:
+        items.append(f"seeds ({score.ruleset}): {report.seeds}")
     items.append(f"scaling factor {score.scaling_factor:.6g} ({score.scaling_source})")
     items += score.notes
     return "<ul>" + "".join(f"<li>{e(i)}</li>" for i in items) + "</ul>"
@@ -321,6 +323,7 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "score_minutes": score.score_minutes,
         "score": score_line(score),
         "rcp": None if score.rcp is None else score.rcp.verdict,
+        "seeds": report.seeds,
         "runs": [
             {
                 "file": run.file,

@@ -115,5 +115,6 @@ def test_published_folders_render(tmp_path: Path, entry: tuple[str, dict[str, An
     assert [r.diagnosis.verdict for r in report.runs] == ["converged"] * len(expected["runs"])
     system = json.loads(find_system_file(FIXTURES / directory).read_text())
     assert system["system_name"] in page and "RCP check: pass" in page
+    assert f"seeds ({report.score.ruleset}): passed" in page
     for png in report.png_paths:
         assert png.read_bytes().startswith(PNG_SIGNATURE)
