@@ -27,6 +27,7 @@ __all__ = [
     "RCPVerdict",
     "check_rcp",
     "check_rcp_directory",
+    "rcp_band",
     "rcp_rulesets",
 ]
 
@@ -181,6 +182,34 @@ def _evaluate(
     else:
         verdict.verdict, verdict.message = FAIL, message
     assert math.isfinite(verdict.normalization_factor)
+
+
+def rcp_band(
+    *,
+    benchmark: str,
+    ruleset: str,
+    gbs: int,
+    rcp_pass: str = "pruned_rcps",
+    usage: str = "training",
+) -> tuple[float, float, float] | None:
+    """(RCP mean, RCP stdev, min acceptable mean) of samples to converge at ``gbs``, with the
+    reference chosen as ``check_rcp`` chooses it (exact, or interpolated between neighbours);
+    None when no reference applies."""
+    if benchmark not in rcp_checker.submission_runs.get(usage, {}):
+        return None
+    if ruleset not in rcp_rulesets(benchmark, usage=usage):
+        return None
+    with _quiet():
+        checker = _ReadOnlyChecker(usage, ruleset, benchmark, False)
+        record = checker._find_rcp(gbs, rcp_pass)
+        low = checker._find_top_min_rcp(gbs, rcp_pass)
+        high = checker._find_bottom_max_rcp(gbs, rcp_pass)
+        if record is None and low is not None and high is not None:
+            _, record = checker._create_interp_rcp(gbs, low, high)
+    if record is None:
+        return None
+    mean, stdev = float(record["RCP Mean"]), float(record["RCP Stdev"])
+    return mean, stdev, mean / float(record["Max Speedup"])
 
 
 def check_rcp_directory(

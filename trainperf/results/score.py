@@ -88,6 +88,10 @@ class ScoreResult:
     rcp: RCPVerdict | None = None
     scaling_source: str = "none"
     """Where ``scaling_factor`` came from: "scaling.json", "rcp" or "none"."""
+    counted: list[str] = field(default_factory=list)
+    """Run files whose times the score averages (the rest: dropped fastest / slowest, failed)."""
+    excluded: dict[str, str] = field(default_factory=dict)
+    """Run files that cannot count (not converged, failed compliance) and why."""
 
 
 def required_run_count(benchmark: str | None) -> int | None:
@@ -209,8 +213,10 @@ def _check_run_count(result: ScoreResult) -> None:
 def _compute_score(result: ScoreResult, dropped: dict[str, str]) -> None:
     runs = result.runs
     ok = [r for r in runs if _counts(r) and _name(r) not in dropped]
-    times = sorted(m for r in ok if (m := r.time_to_train_minutes) is not None)
+    ranked = sorted(ok, key=lambda r: r.time_to_train_minutes or 0.0)  # _counts: never None
+    times = [r.time_to_train_minutes or 0.0 for r in ranked]
     failed = [r for r in runs if r not in ok]
+    result.excluded = {_name(r): dropped.get(_name(r)) or _failure(r) for r in failed}
     if failed:
         result.notes.append(
             "dropped: "
@@ -232,14 +238,16 @@ def _compute_score(result: ScoreResult, dropped: dict[str, str]) -> None:
         result.notes.append("no converged run to score")
         return
     if len(runs) < MIN_OLYMPIC_RUNS:
-        countable = times
+        chosen = ranked
         result.method = f"mean of {len(times)} converged run{'s' if len(times) > 1 else ''}"
     else:
         # _compute_olympic_average: a failed run stands for the slowest, so drop one fewer on top.
-        countable = times[1 : len(times) - (MAX_DROPPED_RUNS - len(failed))]
-        result.method = f"olympic mean of {len(countable)} of {len(runs)} runs"
+        chosen = ranked[1 : len(ranked) - (MAX_DROPPED_RUNS - len(failed))]
+        result.method = f"olympic mean of {len(chosen)} of {len(runs)} runs"
     if not result.valid:
         return
+    countable = [r.time_to_train_minutes or 0.0 for r in chosen]
+    result.counted = [_name(r) for r in chosen]
     result.score_minutes = sum(countable) / len(countable) * result.scaling_factor
     if result.scaling_factor != 1.0:
         result.method += f" x scaling factor {result.scaling_factor:.6g}"
