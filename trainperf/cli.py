@@ -197,6 +197,48 @@ def build_parser() -> argparse.ArgumentParser:
     )
 
     p = sub.add_parser(
+        "doctor",
+        help="is this machine ready? GPUs, versions, GEMM rate, NCCL bandwidth, disk, data, config",
+        description="Check the machine and BENCHMARK's config (default llama31_8b; --scale and "
+        "section.key=value as in run): GPUs visible, driver / torch / CUDA versions, free GPU "
+        "memory, bf16 GEMM TFLOP/s against the device's dense peak (pass >= 60%%, warn >= 40%%), "
+        "all-reduce bus bandwidth over --nproc local GPUs through torchrun (busbw = algbw x "
+        "2(n-1)/n as nccl-tests reports it; H100/H200 pass above 300 GB/s), the data folder's "
+        "free space and read speed (warn below 500 MB/s), the prepared data, tokenizer and "
+        "checkpoint (verified offline, as prepare --verify), and the config's consistency (eval "
+        "interval, batch split, steps, tensor parallel, the memory estimate). Each check: pass, "
+        "warn, fail or skip, with a fix. Exit 0 with no fail (warns do not fail), 1 with a fail, "
+        "2 for bad input (unknown benchmark or scale, bad override, --nproc above the GPUs); a "
+        "--data-dir that does not exist is a failed check, not bad input.",
+    )
+    p.add_argument("items", nargs="*", metavar="[BENCHMARK] [section.key=value ...]")
+    _add_bench_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--system",
+        metavar="NAME",
+        help="judge the config for this preset's GPUs and memory (trainperf systems) instead of "
+        "the detected ones",
+    )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        help="ranks on this machine for the all-reduce test and the config's world size "
+        "(default: every local GPU when more than one, else 1; on CPU, N gloo processes)",
+    )
+    p.add_argument("--nnodes", type=int, default=1, help="machines (start doctor on each)")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="c10d rendezvous (first node)")
+    p.add_argument("--rdzv-id", default="trainperf-doctor", help="rendezvous id, same everywhere")
+    p.add_argument("--gemm-size", type=int, default=8192, help="GEMM n for n x n x n (8192)")
+    p.add_argument(
+        "--allreduce-mib",
+        metavar="M,M,...",
+        help="all-reduce buffer sizes in MiB (default 64,256,1024 on GPUs, 1,4,16 on CPU)",
+    )
+    p.add_argument("--md5", action="store_true", help="also check the downloads' MD5 (slow)")
+    p.add_argument("--report-file", type=Path, help=argparse.SUPPRESS)  # rank 0 -> launcher
+
+    p = sub.add_parser(
         "systems",
         help="system presets (config_<system>.sh as data) and the layout each runs BENCH with",
         description="Each preset's GPUs and memory, and for BENCHMARK (default llama31_8b at full "
@@ -478,27 +520,19 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def _verify_base_model(cfg: Config, folder: Path) -> None:
-    from trainperf.models.hf_adapter import check_config_matches, config_from_hf, read_weight_map
-    from trainperf.models.llama import get_llama_config
+    from trainperf.models.hf_adapter import verify_base_model
 
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise ValueError(f"no base model in {folder} (missing config.json); rerun prepare")
-    weights = read_weight_map(folder)
-    fused = any(".self_attn.qkv_proj." in name for name in weights)
-    theirs = config_from_hf(json.loads(config_file.read_text()), fused_qkv=fused)
-    ours = get_llama_config(cfg.model.flavor, max_seq_len=theirs.max_seq_len)
-    check_config_matches(ours, theirs)
-    missing = sorted({f for f in weights.values() if not (folder / f).is_file()})
-    if missing:
-        raise ValueError(f"base model in {folder} lacks {missing[0]}; rerun prepare to resume")
-    stdout.print(
-        f"base model {folder}: {len(weights)} tensors, {'fused' if fused else 'q/k/v'} QKV"
-    )
+    stdout.print(verify_base_model(folder, flavor=cfg.model.flavor))
 
 
 def _relaunch_with_torchrun(
-    argv: list[str], nproc: int, *, nnodes: int = 1, endpoint: str | None = None, rdzv_id: str = ""
+    argv: list[str],
+    nproc: int,
+    *,
+    nnodes: int = 1,
+    endpoint: str | None = None,
+    rdzv_id: str = "",
+    purpose: str | None = None,
 ) -> int:
     """Start ``nproc`` copies of this command on this machine through torchrun; with ``nnodes``
     > 1, this machine joins the c10d rendezvous at ``endpoint`` with the other nodes."""
@@ -513,7 +547,8 @@ def _relaunch_with_torchrun(
         console.print(f"joining {nnodes} nodes at {endpoint} with {nproc} process(es) here")
     else:
         where = ["--standalone"]
-        console.print(f"starting {nproc} processes with torchrun (FSDP over {nproc} ranks)")
+        purpose = purpose or f"FSDP over {nproc} ranks"
+        console.print(f"starting {nproc} processes with torchrun ({purpose})")
     try:
         torchrun_main([*where, f"--nproc-per-node={nproc}", "-m", "trainperf", *rest])
     except Exception:  # torchrun's ChildFailedError; the ranks printed their errors or status
@@ -870,6 +905,125 @@ def _render_perf(result, *, as_json: bool) -> None:
         stdout.print("\n".join(summary.lines()), markup=False, highlight=False)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from trainperf.doctor.run import DoctorOptions
+    from trainperf.train.distributed import launched_by_torchrun
+
+    args.seed, args.results = None, None
+    cfg = resolve_run_config(args)  # unknown benchmark, scale or override: exit 2
+    opts = DoctorOptions(
+        cfg=cfg,
+        explicit_data_dir=bool(args.data_dir),
+        nproc=_doctor_nproc(args),
+        nnodes=args.nnodes,
+        gemm_size=args.gemm_size,
+        allreduce_mib=_mib_list(args.allreduce_mib),
+        md5=args.md5,
+    )
+    if args.system:
+        from trainperf.launch.systems import get_system
+
+        opts.system = get_system(args.system)
+    if (opts.nproc > 1 or opts.nnodes > 1) and not launched_by_torchrun():
+        return _doctor_with_torchrun(args, opts)
+    return _doctor_here(args, opts)
+
+
+def _doctor_nproc(args: argparse.Namespace) -> int:
+    import torch
+
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    nproc = args.nproc if args.nproc is not None else (gpus if gpus > 1 else 1)
+    if nproc < 1 or args.nnodes < 1 or args.gemm_size < 16:
+        raise ValueError(
+            f"--nproc({nproc}) and --nnodes({args.nnodes}) must be >= 1, --gemm-size"
+            f"({args.gemm_size}) >= 16"
+        )
+    if gpus and nproc > gpus:
+        raise ValueError(f"--nproc({nproc}) is more than the {gpus} visible GPU(s)")
+    if args.nnodes > 1 and not args.rdzv_endpoint:
+        raise ValueError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (the first node's)")
+    return nproc
+
+
+def _mib_list(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(m) for m in text.split(",") if m.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--allreduce-mib {text!r}: give positive MiB sizes, e.g. 64,256,1024")
+    return sizes
+
+
+def _doctor_here(args: argparse.Namespace, opts) -> int:
+    """This process's share of the checks (all of them alone; under torchrun, one rank's)."""
+    from trainperf.doctor.run import diagnose, write_report
+    from trainperf.train.distributed import init_distributed, local_device, shutdown
+
+    env = init_distributed(local_device("auto"), timeout_s=120)
+    try:
+        checks = diagnose(opts, env)
+    finally:
+        shutdown(env)
+    if checks is None:  # not rank 0
+        return 0
+    if args.report_file is not None:  # the launching process renders it
+        write_report(args.report_file, _doctor_payload(opts, checks, env.world_size))
+        return 0
+    return _render_doctor(args, opts, checks, env.world_size)
+
+
+def _doctor_with_torchrun(args: argparse.Namespace, opts) -> int:
+    """--nproc N / --nnodes: the checks on N ranks per node; rank 0 hands its report back."""
+    import tempfile
+
+    from trainperf.doctor import checks_from_dict
+    from trainperf.doctor.run import diagnose
+    from trainperf.train.distributed import DistEnv
+
+    with tempfile.TemporaryDirectory(prefix="trainperf-doctor-") as tmp:
+        report = Path(tmp) / "report.json"
+        argv = [*_without_options(args.argv, {"--report-file": True}), f"--report-file={report}"]
+        rc = _relaunch_with_torchrun(
+            argv,
+            opts.nproc,
+            nnodes=opts.nnodes,
+            endpoint=args.rdzv_endpoint,
+            rdzv_id=args.rdzv_id,
+            purpose="the doctor's checks",
+        )
+        payload = json.loads(report.read_text()) if report.is_file() else None
+    if payload is not None:
+        return _render_doctor(args, opts, checks_from_dict(payload), payload["world_size"])
+    if rc == 0 and opts.nnodes > 1:
+        console.print("this node's ranks finished; the node that ran rank 0 prints the report")
+        return 0
+    # the ranks failed (NCCL, rendezvous, a crash): say so, and check what one process can
+    opts.launch_failure = f"the {opts.nproc * opts.nnodes} torchrun ranks did not finish"
+    return _render_doctor(args, opts, diagnose(opts, DistEnv()) or [], 1)
+
+
+def _doctor_payload(opts, checks, world_size: int) -> dict:
+    from trainperf.doctor import report_to_dict
+
+    cfg = opts.cfg
+    return report_to_dict(checks, benchmark=cfg.benchmark, scale=cfg.scale, world_size=world_size)
+
+
+def _render_doctor(args: argparse.Namespace, opts, checks, world_size: int) -> int:
+    from trainperf.doctor import overall, render_checks
+
+    if args.json:
+        print(json.dumps(_doctor_payload(opts, checks, world_size), indent=2))
+    else:
+        title = f"trainperf doctor: {opts.cfg.benchmark} ({opts.cfg.scale}), {world_size} rank(s)"
+        render_checks(checks, stdout, title=title)
+    return 1 if overall(checks) == "fail" else 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from trainperf.results.score import (
         render_score,
@@ -992,6 +1146,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "download": cmd_download,
     "perf": cmd_perf,
+    "doctor": cmd_doctor,
 }
 
 
@@ -1000,7 +1155,7 @@ def main(argv: list[str] | None = None) -> int:
     # `run` takes section.key=value overrides after its options too (argparse alone would not)
     args, unknown = parser.parse_known_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    if args.command in ("run", "perf"):
+    if args.command in ("run", "perf", "doctor"):
         args.items += [u for u in unknown if "=" in u and not u.startswith("-")]
         unknown = [u for u in unknown if u not in args.items]
     if unknown:
