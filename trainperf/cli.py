@@ -934,11 +934,11 @@ def _doctor_nproc(args: argparse.Namespace) -> int:
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     nproc = args.nproc if args.nproc is not None else (gpus if gpus > 1 else 1)
-    if nproc < 1 or args.nnodes < 1 or args.gemm_size < 16:
-        raise ValueError(
-            f"--nproc({nproc}) and --nnodes({args.nnodes}) must be >= 1, --gemm-size"
-            f"({args.gemm_size}) >= 16"
-        )
+    bad = [f"{flag}({value}) must be >= {low}" for flag, value, low in (
+        ("--nproc", nproc, 1), ("--nnodes", args.nnodes, 1), ("--gemm-size", args.gemm_size, 16))
+        if value < low]  # fmt: skip
+    if bad:
+        raise ValueError("; ".join(bad))
     if gpus and nproc > gpus:
         raise ValueError(f"--nproc({nproc}) is more than the {gpus} visible GPU(s)")
     if args.nnodes > 1 and not args.rdzv_endpoint:

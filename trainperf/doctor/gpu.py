@@ -273,7 +273,7 @@ def allreduce_check(
         f"busbw {busbw:.1f} GB/s (algbw {algbw:.1f}) at {size / 2**20:.0f} MiB {dtype}, {where}, "
         f"{backend}"
     )
-    name = f"{backend} all-reduce"
+    name = "all-reduce"
     limits = BUSBW_MULTINODE_GBS if nodes > 1 else BUSBW_GBS.get(accelerator)
     if limits is None or backend != "nccl":
         return Check(name, "pass", value + " (no expected rate for this device)")
