@@ -150,7 +150,8 @@ def local_versions(gpus: Sequence[GpuInfo]) -> Check:
     driver, driver_cuda = driver_versions() if gpus or torch.version.cuda else (None, None)
     nccl = None
     if gpus and torch.distributed.is_nccl_available():
-        nccl = ".".join(map(str, torch.cuda.nccl.version()))
+        version = torch.cuda.nccl.version()
+        nccl = ".".join(map(str, version)) if isinstance(version, tuple) else str(version)
     return versions_check(
         torch_version=torch.__version__.split("+")[0],
         torch_cuda=torch.version.cuda,
