@@ -30,6 +30,38 @@ def _add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder of the prepared data (default: trainperf's cache)")
 
 
+def _add_slurm_args(p: argparse.ArgumentParser, *, time_limit: str, what: str) -> None:
+    """--launcher slurm and its options, shared by run and doctor."""
+    g = p.add_argument_group("Slurm (--launcher slurm)")
+    g.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: this machine (--nproc GPUs through torchrun); slurm: render and submit an "
+        f"sbatch job whose srun steps run torchrun on every node for the {what} (--dry-run "
+        "prints it)",
+    )
+    g.add_argument("--nodes", type=int, default=1, help="Slurm nodes (each runs --nproc ranks)")
+    g.add_argument("--time", default=time_limit, help=f"Slurm time limit (default {time_limit})")
+    g.add_argument("--partition", help="Slurm partition")
+    g.add_argument("--account", help="Slurm account")
+    g.add_argument("--dry-run", action="store_true", help="print the sbatch script, submit nothing")
+    g.add_argument("--container", metavar="IMAGE", help="run the steps in IMAGE (pyxis/enroot)")
+    g.add_argument(
+        "--container-mounts",
+        default="",
+        metavar="SRC:DST,...",
+        help="pyxis --container-mounts (e.g. /data:/data)",
+    )
+    g.add_argument(
+        "--container-runtime",
+        choices=["pyxis", "docker"],
+        default="pyxis",
+        help="docker: print the equivalent `docker run` command instead of an sbatch script",
+    )
+    g.add_argument("--in-slurm-job", action="store_true", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainperf",
@@ -117,33 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a system preset (trainperf systems): its GPUs per node and nodes, and the fastest "
         "layout whose estimated memory fits; auto: the local GPUs. key=value still override",
     )
-    g = p.add_argument_group("Slurm (--launcher slurm)")
-    g.add_argument(
-        "--launcher",
-        choices=["local", "slurm"],
-        default="local",
-        help="local: this machine (--nproc GPUs through torchrun); slurm: render and submit an "
-        "sbatch job whose srun steps run torchrun on every node (--dry-run prints it)",
-    )
-    g.add_argument("--nodes", type=int, default=1, help="Slurm nodes (each runs --nproc ranks)")
-    g.add_argument("--time", default="04:00:00", help="Slurm time limit (default 04:00:00)")
-    g.add_argument("--partition", help="Slurm partition")
-    g.add_argument("--account", help="Slurm account")
-    g.add_argument("--dry-run", action="store_true", help="print the sbatch script, submit nothing")
-    g.add_argument("--container", metavar="IMAGE", help="run the steps in IMAGE (pyxis/enroot)")
-    g.add_argument(
-        "--container-mounts",
-        default="",
-        metavar="SRC:DST,...",
-        help="pyxis --container-mounts (e.g. /data:/data)",
-    )
-    g.add_argument(
-        "--container-runtime",
-        choices=["pyxis", "docker"],
-        default="pyxis",
-        help="docker: print the equivalent `docker run` command instead of an sbatch script",
-    )
-    g.add_argument("--in-slurm-job", action="store_true", help=argparse.SUPPRESS)
+    _add_slurm_args(p, time_limit="04:00:00", what="runs")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     p.add_argument(
         "--nproc",
@@ -236,6 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="all-reduce buffer sizes in MiB (default 64,256,1024 on GPUs, 1,4,16 on CPU)",
     )
     p.add_argument("--md5", action="store_true", help="also check the downloads' MD5 (slow)")
+    _add_slurm_args(p, time_limit="00:20:00", what="checks")
     p.add_argument("--report-file", type=Path, help=argparse.SUPPRESS)  # rank 0 -> launcher
 
     p = sub.add_parser(
@@ -924,6 +931,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
         from trainperf.launch.systems import get_system
 
         opts.system = get_system(args.system)
+    if args.launcher == "slurm" or args.in_slurm_job:
+        return _doctor_slurm(args, opts)
     if (opts.nproc > 1 or opts.nnodes > 1) and not launched_by_torchrun():
         return _doctor_with_torchrun(args, opts)
     return _doctor_here(args, opts)
@@ -932,7 +941,10 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 def _doctor_nproc(args: argparse.Namespace) -> int:
     import torch
 
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    slurm = args.launcher == "slurm" and not args.in_slurm_job  # GPUs are on the nodes, not here
+    if slurm and args.nproc is None:
+        raise ValueError("--launcher slurm needs --nproc G: the GPUs (ranks) on each node")
+    gpus = 0 if slurm or not torch.cuda.is_available() else torch.cuda.device_count()
     nproc = args.nproc if args.nproc is not None else (gpus if gpus > 1 else 1)
     bad = [f"{flag}({value}) must be >= {low}" for flag, value, low in (
         ("--nproc", nproc, 1), ("--nnodes", args.nnodes, 1), ("--gemm-size", args.gemm_size, 16))
@@ -980,10 +992,6 @@ def _doctor_with_torchrun(args: argparse.Namespace, opts) -> int:
     """--nproc N / --nnodes: the checks on N ranks per node; rank 0 hands its report back."""
     import tempfile
 
-    from trainperf.doctor import checks_from_dict
-    from trainperf.doctor.run import diagnose
-    from trainperf.train.distributed import DistEnv
-
     with tempfile.TemporaryDirectory(prefix="trainperf-doctor-") as tmp:
         report = Path(tmp) / "report.json"
         argv = [*_without_options(args.argv, {"--report-file": True}), f"--report-file={report}"]
@@ -995,14 +1003,60 @@ def _doctor_with_torchrun(args: argparse.Namespace, opts) -> int:
             rdzv_id=args.rdzv_id,
             purpose="the doctor's checks",
         )
-        payload = json.loads(report.read_text()) if report.is_file() else None
+        return _doctor_report(args, opts, report, rc, ranks=opts.nproc * opts.nnodes)
+
+
+def _doctor_slurm(args: argparse.Namespace, opts) -> int:
+    """--launcher slurm: submit an sbatch job; inside it, one srun step of torchrun per node
+    runs the ranks, and the first node prints rank 0's report into the job's output."""
+    import dataclasses
+
+    from trainperf.launch.slurm import (
+        docker_command,
+        job_head_node,
+        render_sbatch,
+        srun_step,
+        submit,
+    )
+
+    args.nproc = opts.nproc
+    sopts = dataclasses.replace(_slurm_options(args, opts.cfg), job_name="trainperf-doctor")
+    folder = Path("trainperf-doctor").absolute()  # the job's working folder: shared by the nodes
+    if not args.in_slurm_job:
+        if args.container_runtime == "docker":
+            print(shlex.join(docker_command(sopts, _without_options(args.argv, _SLURM_OPTIONS))))
+            return 0
+        script = render_sbatch(sopts, _without_options(args.argv, {"--dry-run": False}))
+        if args.dry_run:
+            print(script, end="")
+            return 0
+        job_id, _, output = submit(script, results_dir=folder)
+        stdout.print(f"submitted Slurm job {job_id}: {sopts.nodes} node(s) x {opts.nproc}")
+        stdout.print(f"the report will be in {output}")
+        return 0
+    job = os.environ.get("SLURM_JOB_ID", "job")
+    report = folder / "slurm" / f"doctor-{job}.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    skip = {**_SLURM_OPTIONS, "--report-file": True}
+    ranks = [*_without_options(args.argv, skip), f"--report-file={report}"]
+    rc = _wait_for_run(srun_step(sopts, ranks, head=job_head_node(), rendezvous_id=f"{job}-dr"))
+    return _doctor_report(args, opts, report, rc, ranks=sopts.nodes * opts.nproc)
+
+
+def _doctor_report(args: argparse.Namespace, opts, report: Path, rc: int, *, ranks: int) -> int:
+    """Render the report rank 0 wrote; without one, the launch failure and the local checks."""
+    from trainperf.doctor import checks_from_dict
+    from trainperf.doctor.run import diagnose
+    from trainperf.train.distributed import DistEnv
+
+    payload = json.loads(report.read_text()) if report.is_file() else None
     if payload is not None:
         return _render_doctor(args, opts, checks_from_dict(payload), payload["world_size"])
     if rc == 0 and opts.nnodes > 1:
         console.print("this node's ranks finished; the node that ran rank 0 prints the report")
         return 0
     # the ranks failed (NCCL, rendezvous, a crash): say so, and check what one process can
-    opts.launch_failure = f"the {opts.nproc * opts.nnodes} torchrun ranks did not finish"
+    opts.launch_failure = f"the {ranks} torchrun ranks did not finish (exit {rc})"
     return _render_doctor(args, opts, diagnose(opts, DistEnv()) or [], 1)
 
 

@@ -50,18 +50,22 @@ def batch_split_check(cfg: Config, *, world_size: int) -> Check:
     dp = world_size // tp
     per_step = t.micro_batch_size * dp
     if t.global_batch_size % per_step:
-        good = [n for n in range(1, dp + 1) if t.global_batch_size % (t.micro_batch_size * n) == 0]
-        return Check(
-            name,
-            "fail",
+        value = (
             f"GBS {t.global_batch_size} is not a multiple of micro-batch {t.micro_batch_size} x "
-            f"{dp} data-parallel ranks",
-            f"use a GBS multiple of {per_step}, a smaller train.micro_batch_size, or "
-            f"{max(good) * tp} ranks",
+            f"{dp} data-parallel ranks"
         )
+        return Check(name, "fail", value, _split_fix(t.global_batch_size, t.micro_batch_size, dp))
     accum = t.global_batch_size // per_step
     value = f"GBS {t.global_batch_size} = {dp} dp x micro-batch {t.micro_batch_size} x {accum}"
     return Check(name, "pass", value + " accumulation steps")
+
+
+def _split_fix(gbs: int, micro: int, dp: int) -> str:
+    """The nearest change that splits: a smaller micro-batch, else a GBS multiple."""
+    if gbs % dp == 0:
+        fit = max(m for m in range(1, micro + 1) if (gbs // dp) % m == 0)
+        return f"train.micro_batch_size={fit} ({gbs // dp} samples per rank per step)"
+    return f"train.global_batch_size as a multiple of {micro * dp} (micro-batch x dp ranks)"
 
 
 def steps_check(cfg: Config) -> Check:

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+import torch
 
 from trainperf.benchmarks import get_default_config
 from trainperf.config import apply_overrides
@@ -223,6 +224,10 @@ def test_gbs_not_divisible_by_dp_times_micro_batch() -> None:
     check = K.batch_split_check(cfg, world_size=3)
     assert check.status == "fail" and "3 data-parallel ranks" in check.value
     assert "multiple of 12" in check.fix
+    tiny_on_8 = K.batch_split_check(_cfg(), world_size=8)  # GBS 16, micro-batch 16
+    assert tiny_on_8.status == "fail" and tiny_on_8.fix.startswith("train.micro_batch_size=2 ")
+    with_tp = K.batch_split_check(_cfg("llama31_8b", "full", "parallel.tp=2"), world_size=8)
+    assert with_tp.value.startswith("GBS 32 = 4 dp x micro-batch 1 x 8")
 
 
 def test_steps_must_reach_an_eval_after_the_skipped_ones() -> None:
@@ -268,3 +273,63 @@ def test_config_checks_for_a_system() -> None:
         "config: memory estimate",
     ]
     assert overall(checks) == "pass"
+
+
+# ---- launchers (the CLI in-process; torchrun and srun faked) -------------------------------------
+
+
+def test_slurm_dry_run_renders_a_doctor_job(capsys) -> None:
+    from trainperf import cli
+
+    argv = ["doctor", "--launcher", "slurm", "--nodes", "2", "--nproc", "8", "--dry-run"]
+    assert cli.main(argv) == 0
+    script = capsys.readouterr().out
+    assert "#SBATCH --nodes=2" in script and "#SBATCH --gpus-per-node=8" in script
+    assert "#SBATCH --time=00:20:00" in script
+    assert "-m trainperf doctor --launcher slurm --nodes 2 --nproc 8 --in-slurm-job" in script
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CPU head node (--nproc 8 is checked)")
+def test_in_slurm_job_one_srun_step_and_rank_0s_report(monkeypatch, tmp_path, capsys) -> None:
+    import json
+
+    from trainperf import cli
+    from trainperf.launch import slurm
+
+    commands: list[list[str]] = []
+
+    def fake_srun(command: list[str]) -> int:  # rank 0 of the step writes the report
+        commands.append(command)
+        path = Path(next(a for a in command if a.startswith("--report-file=")).split("=", 1)[1])
+        checks = [Check("all-reduce", "pass", "busbw 420.0 GB/s (algbw 240.0), 16 ranks")]
+        path.write_text(json.dumps(report_to_dict(checks, world_size=16)))
+        return 0
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.setattr(slurm, "job_head_node", lambda: "node1")
+    monkeypatch.setattr(cli, "_wait_for_run", fake_srun)
+    argv = ["doctor", "--launcher", "slurm", "--nodes", "2", "--nproc", "8", "--in-slurm-job"]
+    assert cli.main([*argv, "--json"]) == 0
+    (command,) = commands
+    assert command[:2] == ["srun", "--nodes=2"]
+    assert "--nproc-per-node=8" in command and "--rdzv-endpoint=node1:29500" in command
+    rest = command[command.index("trainperf") + 1 :]
+    assert rest[0] == "doctor" and "--launcher" not in rest and "--in-slurm-job" not in rest
+    report = json.loads(capsys.readouterr().out)
+    assert report["world_size"] == 16 and report["checks"][0]["value"].startswith("busbw 420")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU machine's checks")
+def test_ranks_that_fail_are_a_failed_check_beside_the_local_ones(monkeypatch, capsys) -> None:
+    import json
+
+    from trainperf import cli
+
+    monkeypatch.setattr(cli, "_relaunch_with_torchrun", lambda *a, **k: 1)
+    assert cli.main(["doctor", "--nproc", "2", "--json"]) == 1
+    report = json.loads(capsys.readouterr().out)
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["all-reduce"]["status"] == "fail"
+    assert "the 2 torchrun ranks did not finish" in checks["all-reduce"]["value"]
+    assert checks["versions"]["status"] == "pass" and len(checks) == 13
