@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="is this machine ready? GPUs, versions, GEMM rate, NCCL bandwidth, disk, data, config",
         description="Check the machine and BENCHMARK's config (default llama31_8b; --scale and "
         "section.key=value as in run): GPUs visible, driver / torch / CUDA versions, free GPU "
-        "memory, bf16 GEMM TFLOP/s against the device's dense peak (pass >= 60%%, warn >= 40%%), "
+        "memory, bf16 GEMM TFLOP/s against the device's dense peak (pass >= 60%, warn >= 40%), "
         "all-reduce bus bandwidth over --nproc local GPUs through torchrun (busbw = algbw x "
         "2(n-1)/n as nccl-tests reports it; H100/H200 pass above 300 GB/s), the data folder's "
         "free space and read speed (warn below 500 MB/s), the prepared data, tokenizer and "

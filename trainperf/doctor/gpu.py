@@ -127,9 +127,11 @@ def versions_check(
     driver: str | None,
     driver_cuda: str | None,
     nccl: str | None,
+    rocm: str | None = None,
 ) -> Check:
     """torch >= 2.11 (fail below), and a driver new enough for torch's CUDA (warn)."""
-    parts = [f"torch {torch_version}", f"CUDA {torch_cuda}" if torch_cuda else "CPU build"]
+    build = f"CUDA {torch_cuda}" if torch_cuda else f"ROCm {rocm}" if rocm else "CPU build"
+    parts = [f"torch {torch_version}", build]
     if driver:
         parts.append(f"driver {driver} (CUDA <= {driver_cuda})")
     if nccl:
@@ -158,6 +160,7 @@ def local_versions(gpus: Sequence[GpuInfo]) -> Check:
         driver=driver,
         driver_cuda=driver_cuda,
         nccl=nccl,
+        rocm=torch.version.hip,
     )
 
 
