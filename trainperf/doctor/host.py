@@ -127,26 +127,26 @@ def _prepare_cmd(cfg: Config) -> str:
 
 
 def data_checks(cfg: Config, *, md5: bool = False) -> list[Check]:
-    """The prepared data, tokenizer and checkpoint of `cfg`, each present and verified."""
+    """The prepared data, tokenizer and checkpoint of `cfg`, each present and verified (missing
+    data fails; the built-in data only warns: `run` builds it)."""
     from trainperf.data.prepare import data_paths, missing_files
 
     paths = data_paths(cfg)
-    missing = missing_files(paths, cfg)
+    missing = [p for p in missing_files(paths, cfg) if p.name != "config.json"]
+    absent = None
     if missing:
         built = cfg.data.source == "builtin"
-        return [
-            Check(
-                "prepared data",
-                "warn" if built else "fail",
-                f"missing {missing[0]}",
-                f"{_prepare_cmd(cfg)}" + (" (or let `trainperf run` build it)" if built else ""),
-            )
-        ]
+        fix = _prepare_cmd(cfg) + (" (or let `trainperf run` build it)" if built else "")
+        absent = Check("prepared data", "warn" if built else "fail", f"missing {missing[0]}", fix)
     if cfg.data.source == "builtin":
-        return _builtin_checks(cfg, paths)
-    if cfg.data.source == "govreport":
-        return _govreport_checks(cfg, paths)
-    return _c4_checks(cfg, paths, md5=md5)
+        checks = _builtin_checks(cfg, paths)
+    elif cfg.data.source == "govreport":
+        checks = _govreport_checks(cfg, paths)
+    else:
+        checks = _c4_checks(cfg, paths, md5=md5 and absent is None)
+    if absent is not None:  # the other files are still checked: a missing checkpoint is news
+        checks = [absent, *(c for c in checks if c.name not in ("prepared data", "data MD5"))]
+    return checks
 
 
 def _verified(name: str, fn, fix: str) -> Check:
@@ -183,7 +183,10 @@ def _builtin_checks(cfg: Config, paths) -> list[Check]:
             fix,
         )
     ]
-    return checks + [_checkpoint_check(cfg, paths.model_dir, fix)]
+    if cfg.model.checkpoint is None and not (paths.model_dir / "config.json").is_file():
+        why = f"the tiny base model is not built yet ({paths.model_dir})"
+        return [*checks, Check("checkpoint", "warn", why, f"{_prepare_cmd(cfg)} (or `run`)")]
+    return [*checks, _checkpoint_check(cfg, paths.model_dir, fix)]
 
 
 def _govreport_checks(cfg: Config, paths) -> list[Check]:

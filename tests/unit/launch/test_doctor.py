@@ -180,6 +180,19 @@ def test_missing_full_scale_data_fails_with_the_prepare_command(tmp_path: Path) 
     assert check.fix == f"trainperf prepare llama31_8b --scale full --data-dir {tmp_path}"
 
 
+def test_missing_data_still_checks_the_tokenizer_and_checkpoint(tmp_path: Path) -> None:
+    cfg = apply_overrides(get_default_config("llama31_405b", "full"), [f"data.data_dir={tmp_path}"])
+    checks = {c.name: c for c in H.data_checks(cfg)}
+    assert list(checks) == ["prepared data", "tokenizer", "checkpoint"]
+    assert all(c.status == "fail" for c in checks.values())
+    assert "MLCommons members only" in checks["checkpoint"].fix
+    lora = apply_overrides(
+        get_default_config("llama2_70b_lora", "full"), [f"data.data_dir={tmp_path}"]
+    )
+    checkpoint = {c.name: c for c in H.data_checks(lora)}["checkpoint"]
+    assert checkpoint.status == "fail" and "missing config.json" in checkpoint.value
+
+
 def test_tiny_data_present_and_verified_then_corrupted() -> None:
     from trainperf.data.prepare import prepare_data
 
