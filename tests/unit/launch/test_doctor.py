@@ -175,7 +175,8 @@ def test_disk_space(tmp_path: Path) -> None:
 
 def test_missing_full_scale_data_fails_with_the_prepare_command(tmp_path: Path) -> None:
     cfg = apply_overrides(get_default_config("llama31_8b", "full"), [f"data.data_dir={tmp_path}"])
-    (check,) = H.data_checks(cfg)
+    check, tokenizer, checkpoint = H.data_checks(cfg)
+    assert tokenizer.status == "fail" and checkpoint.status == "skip"  # 8B: random init
     assert check.status == "fail"
     assert check.fix == f"trainperf prepare llama31_8b --scale full --data-dir {tmp_path}"
 
