@@ -347,3 +347,23 @@ def test_ranks_that_fail_are_a_failed_check_beside_the_local_ones(monkeypatch, c
     assert checks["all-reduce"]["status"] == "fail"
     assert "the 2 torchrun ranks did not finish" in checks["all-reduce"]["value"]
     assert checks["versions"]["status"] == "pass" and len(checks) == 13
+
+
+def test_diagnose_on_faked_gpus_in_one_process(monkeypatch) -> None:
+    from trainperf.doctor import run as R
+    from trainperf.train.distributed import DistEnv
+
+    gpus = [G.GpuInfo(i, H100, 79.2, 78.6, (9, 0)) for i in range(8)]
+    timed: list[int] = []
+    monkeypatch.setattr(G, "local_gpus", lambda: list(gpus))
+    monkeypatch.setattr(G, "driver_versions", lambda: ("570.86", "12.8"))
+    monkeypatch.setattr(
+        G, "measure_gemm_tflops", lambda device, n: timed.append(device.index) or 720.0
+    )
+    opts = R.DoctorOptions(cfg=_cfg(), explicit_data_dir=False, system=SYSTEMS["H100_1x1"])
+    checks = {c.name: c for c in R.diagnose(opts, DistEnv())}
+    assert timed == list(range(8))  # every local GPU, one after the other
+    assert checks["GPUs visible"].status == "pass" and checks["GPU free memory"].status == "pass"
+    assert checks["bf16 GEMM"].status == "pass" and "slowest of 8 GPUs" in checks["bf16 GEMM"].value
+    assert checks["all-reduce"].status == "skip" and "--nproc" in checks["all-reduce"].fix
+    assert checks["config: memory estimate"].status == "pass"  # tiny on one H100
