@@ -27,7 +27,12 @@ GPUS = torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
 def _doctor(*args: str) -> tuple[int, dict, str]:
-    env = {**os.environ, "NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"}
+    multicast_off = {
+        "NCCL_NVLS_ENABLE": "0",
+        "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1",
+        "NVSHMEM_DISABLE_NVLS": "1",
+    }
+    env = {**os.environ, **multicast_off}
     proc = subprocess.run(
         [sys.executable, "-m", "trainperf", "doctor", "--json", *args],
         capture_output=True,
