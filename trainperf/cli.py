@@ -30,6 +30,38 @@ def _add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="folder of the prepared data (default: trainperf's cache)")
 
 
+def _add_slurm_args(p: argparse.ArgumentParser, *, time_limit: str, what: str) -> None:
+    """--launcher slurm and its options, shared by run and doctor."""
+    g = p.add_argument_group("Slurm (--launcher slurm)")
+    g.add_argument(
+        "--launcher",
+        choices=["local", "slurm"],
+        default="local",
+        help="local: this machine (--nproc GPUs through torchrun); slurm: render and submit an "
+        f"sbatch job whose srun steps run torchrun on every node for the {what} (--dry-run "
+        "prints it)",
+    )
+    g.add_argument("--nodes", type=int, default=1, help="Slurm nodes (each runs --nproc ranks)")
+    g.add_argument("--time", default=time_limit, help=f"Slurm time limit (default {time_limit})")
+    g.add_argument("--partition", help="Slurm partition")
+    g.add_argument("--account", help="Slurm account")
+    g.add_argument("--dry-run", action="store_true", help="print the sbatch script, submit nothing")
+    g.add_argument("--container", metavar="IMAGE", help="run the steps in IMAGE (pyxis/enroot)")
+    g.add_argument(
+        "--container-mounts",
+        default="",
+        metavar="SRC:DST,...",
+        help="pyxis --container-mounts (e.g. /data:/data)",
+    )
+    g.add_argument(
+        "--container-runtime",
+        choices=["pyxis", "docker"],
+        default="pyxis",
+        help="docker: print the equivalent `docker run` command instead of an sbatch script",
+    )
+    g.add_argument("--in-slurm-job", action="store_true", help=argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainperf",
@@ -117,33 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a system preset (trainperf systems): its GPUs per node and nodes, and the fastest "
         "layout whose estimated memory fits; auto: the local GPUs. key=value still override",
     )
-    g = p.add_argument_group("Slurm (--launcher slurm)")
-    g.add_argument(
-        "--launcher",
-        choices=["local", "slurm"],
-        default="local",
-        help="local: this machine (--nproc GPUs through torchrun); slurm: render and submit an "
-        "sbatch job whose srun steps run torchrun on every node (--dry-run prints it)",
-    )
-    g.add_argument("--nodes", type=int, default=1, help="Slurm nodes (each runs --nproc ranks)")
-    g.add_argument("--time", default="04:00:00", help="Slurm time limit (default 04:00:00)")
-    g.add_argument("--partition", help="Slurm partition")
-    g.add_argument("--account", help="Slurm account")
-    g.add_argument("--dry-run", action="store_true", help="print the sbatch script, submit nothing")
-    g.add_argument("--container", metavar="IMAGE", help="run the steps in IMAGE (pyxis/enroot)")
-    g.add_argument(
-        "--container-mounts",
-        default="",
-        metavar="SRC:DST,...",
-        help="pyxis --container-mounts (e.g. /data:/data)",
-    )
-    g.add_argument(
-        "--container-runtime",
-        choices=["pyxis", "docker"],
-        default="pyxis",
-        help="docker: print the equivalent `docker run` command instead of an sbatch script",
-    )
-    g.add_argument("--in-slurm-job", action="store_true", help=argparse.SUPPRESS)
+    _add_slurm_args(p, time_limit="04:00:00", what="runs")
     p.add_argument("--no-progress", action="store_true", help="no live progress display")
     p.add_argument(
         "--nproc",
@@ -195,6 +201,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--profile-steps", type=int, default=2, help="steps under the profiler (default 2)"
     )
+
+    p = sub.add_parser(
+        "doctor",
+        help="is this machine ready? GPUs, versions, GEMM rate, NCCL bandwidth, disk, data, config",
+        description="Check the machine and BENCHMARK's config (default llama31_8b; --scale and "
+        "section.key=value as in run): GPUs visible, driver / torch / CUDA versions, free GPU "
+        "memory, bf16 GEMM TFLOP/s against the device's dense peak (pass >= 60%, warn >= 40%), "
+        "all-reduce bus bandwidth over --nproc local GPUs through torchrun (busbw = algbw x "
+        "2(n-1)/n as nccl-tests reports it; H100/H200 pass above 300 GB/s), the data folder's "
+        "free space and read speed (warn below 500 MB/s), the prepared data, tokenizer and "
+        "checkpoint (verified offline, as prepare --verify), and the config's consistency (eval "
+        "interval, batch split, steps, tensor parallel, the memory estimate). Each check: pass, "
+        "warn, fail or skip, with a fix. Exit 0 with no fail (warns do not fail), 1 with a fail, "
+        "2 for bad input (unknown benchmark or scale, bad override, --nproc above the GPUs); a "
+        "--data-dir that does not exist is a failed check, not bad input.",
+    )
+    p.add_argument("items", nargs="*", metavar="[BENCHMARK] [section.key=value ...]")
+    _add_bench_args(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument(
+        "--system",
+        metavar="NAME",
+        help="judge the config for this preset's GPUs and memory (trainperf systems) instead of "
+        "the detected ones",
+    )
+    p.add_argument(
+        "--nproc",
+        type=int,
+        help="ranks on this machine for the all-reduce test and the config's world size "
+        "(default: every local GPU when more than one, else 1; on CPU, N gloo processes)",
+    )
+    p.add_argument("--nnodes", type=int, default=1, help="machines (start doctor on each)")
+    p.add_argument("--rdzv-endpoint", metavar="HOST:PORT", help="c10d rendezvous (first node)")
+    p.add_argument("--rdzv-id", default="trainperf-doctor", help="rendezvous id, same everywhere")
+    p.add_argument("--gemm-size", type=int, default=8192, help="GEMM n for n x n x n (8192)")
+    p.add_argument(
+        "--allreduce-mib",
+        metavar="M,M,...",
+        help="all-reduce buffer sizes in MiB (default 64,256,1024 on GPUs, 1,4,16 on CPU)",
+    )
+    p.add_argument("--md5", action="store_true", help="also check the downloads' MD5 (slow)")
+    _add_slurm_args(p, time_limit="00:20:00", what="checks")
+    p.add_argument("--report-file", type=Path, help=argparse.SUPPRESS)  # rank 0 -> launcher
 
     p = sub.add_parser(
         "systems",
@@ -521,27 +570,19 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def _verify_base_model(cfg: Config, folder: Path) -> None:
-    from trainperf.models.hf_adapter import check_config_matches, config_from_hf, read_weight_map
-    from trainperf.models.llama import get_llama_config
+    from trainperf.models.hf_adapter import verify_base_model
 
-    config_file = folder / "config.json"
-    if not config_file.is_file():
-        raise ValueError(f"no base model in {folder} (missing config.json); rerun prepare")
-    weights = read_weight_map(folder)
-    fused = any(".self_attn.qkv_proj." in name for name in weights)
-    theirs = config_from_hf(json.loads(config_file.read_text()), fused_qkv=fused)
-    ours = get_llama_config(cfg.model.flavor, max_seq_len=theirs.max_seq_len)
-    check_config_matches(ours, theirs)
-    missing = sorted({f for f in weights.values() if not (folder / f).is_file()})
-    if missing:
-        raise ValueError(f"base model in {folder} lacks {missing[0]}; rerun prepare to resume")
-    stdout.print(
-        f"base model {folder}: {len(weights)} tensors, {'fused' if fused else 'q/k/v'} QKV"
-    )
+    stdout.print(verify_base_model(folder, flavor=cfg.model.flavor))
 
 
 def _relaunch_with_torchrun(
-    argv: list[str], nproc: int, *, nnodes: int = 1, endpoint: str | None = None, rdzv_id: str = ""
+    argv: list[str],
+    nproc: int,
+    *,
+    nnodes: int = 1,
+    endpoint: str | None = None,
+    rdzv_id: str = "",
+    purpose: str | None = None,
 ) -> int:
     """Start ``nproc`` copies of this command on this machine through torchrun; with ``nnodes``
     > 1, this machine joins the c10d rendezvous at ``endpoint`` with the other nodes."""
@@ -556,7 +597,8 @@ def _relaunch_with_torchrun(
         console.print(f"joining {nnodes} nodes at {endpoint} with {nproc} process(es) here")
     else:
         where = ["--standalone"]
-        console.print(f"starting {nproc} processes with torchrun (FSDP over {nproc} ranks)")
+        purpose = purpose or f"FSDP over {nproc} ranks"
+        console.print(f"starting {nproc} processes with torchrun ({purpose})")
     try:
         torchrun_main([*where, f"--nproc-per-node={nproc}", "-m", "trainperf", *rest])
     except Exception:  # torchrun's ChildFailedError; the ranks printed their errors or status
@@ -919,6 +961,172 @@ def _render_perf(result, *, as_json: bool) -> None:
         stdout.print("\n".join(summary.lines()), markup=False, highlight=False)
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from trainperf.doctor.run import DoctorOptions
+    from trainperf.train.distributed import launched_by_torchrun
+
+    args.seed, args.results = None, None
+    cfg = resolve_run_config(args)  # unknown benchmark, scale or override: exit 2
+    opts = DoctorOptions(
+        cfg=cfg,
+        explicit_data_dir=bool(args.data_dir),
+        nproc=_doctor_nproc(args),
+        nnodes=args.nnodes,
+        gemm_size=args.gemm_size,
+        allreduce_mib=_mib_list(args.allreduce_mib),
+        md5=args.md5,
+    )
+    if args.system:
+        from trainperf.launch.systems import get_system
+
+        opts.system = get_system(args.system)
+    if args.launcher == "slurm" or args.in_slurm_job:
+        return _doctor_slurm(args, opts)
+    if (opts.nproc > 1 or opts.nnodes > 1) and not launched_by_torchrun():
+        return _doctor_with_torchrun(args, opts)
+    return _doctor_here(args, opts)
+
+
+def _doctor_nproc(args: argparse.Namespace) -> int:
+    import torch
+
+    slurm = args.launcher == "slurm" and not args.in_slurm_job  # GPUs are on the nodes, not here
+    if slurm and args.nproc is None:
+        raise ValueError("--launcher slurm needs --nproc G: the GPUs (ranks) on each node")
+    gpus = 0 if slurm or not torch.cuda.is_available() else torch.cuda.device_count()
+    nproc = args.nproc if args.nproc is not None else (gpus if gpus > 1 else 1)
+    bad = [f"{flag}({value}) must be >= {low}" for flag, value, low in (
+        ("--nproc", nproc, 1), ("--nnodes", args.nnodes, 1), ("--gemm-size", args.gemm_size, 16))
+        if value < low]  # fmt: skip
+    if bad:
+        raise ValueError("; ".join(bad))
+    if gpus and nproc > gpus:
+        raise ValueError(f"--nproc({nproc}) is more than the {gpus} visible GPU(s)")
+    if args.nnodes > 1 and not args.rdzv_endpoint:
+        raise ValueError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (the first node's)")
+    return nproc
+
+
+def _mib_list(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        sizes = tuple(int(m) for m in text.split(",") if m.strip())
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise ValueError(f"--allreduce-mib {text!r}: give positive MiB sizes, e.g. 64,256,1024")
+    return sizes
+
+
+def _doctor_here(args: argparse.Namespace, opts) -> int:
+    """This process's share of the checks (all of them alone; under torchrun, one rank's)."""
+    from trainperf.doctor.run import diagnose, write_report
+    from trainperf.train.distributed import init_distributed, local_device, shutdown
+
+    env = init_distributed(local_device("auto"), timeout_s=120)
+    try:
+        checks = diagnose(opts, env)
+    finally:
+        shutdown(env)
+    if checks is None:  # not rank 0
+        return 0
+    if args.report_file is not None:  # the launching process renders it
+        write_report(args.report_file, _doctor_payload(opts, checks, env.world_size))
+        return 0
+    return _render_doctor(args, opts, checks, env.world_size)
+
+
+def _doctor_with_torchrun(args: argparse.Namespace, opts) -> int:
+    """--nproc N / --nnodes: the checks on N ranks per node; rank 0 hands its report back."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="trainperf-doctor-") as tmp:
+        report = Path(tmp) / "report.json"
+        argv = [*_without_options(args.argv, {"--report-file": True}), f"--report-file={report}"]
+        rc = _relaunch_with_torchrun(
+            argv,
+            opts.nproc,
+            nnodes=opts.nnodes,
+            endpoint=args.rdzv_endpoint,
+            rdzv_id=args.rdzv_id,
+            purpose="the doctor's checks",
+        )
+        return _doctor_report(args, opts, report, rc, ranks=opts.nproc * opts.nnodes)
+
+
+def _doctor_slurm(args: argparse.Namespace, opts) -> int:
+    """--launcher slurm: submit an sbatch job; inside it, one srun step of torchrun per node
+    runs the ranks, and the first node prints rank 0's report into the job's output."""
+    import dataclasses
+
+    from trainperf.launch.slurm import (
+        docker_command,
+        job_head_node,
+        render_sbatch,
+        srun_step,
+        submit,
+    )
+
+    args.nproc = opts.nproc
+    sopts = dataclasses.replace(_slurm_options(args, opts.cfg), job_name="trainperf-doctor")
+    folder = Path("trainperf-doctor").absolute()  # the job's working folder: shared by the nodes
+    if not args.in_slurm_job:
+        if args.container_runtime == "docker":
+            print(shlex.join(docker_command(sopts, _without_options(args.argv, _SLURM_OPTIONS))))
+            return 0
+        script = render_sbatch(sopts, _without_options(args.argv, {"--dry-run": False}))
+        if args.dry_run:
+            print(script, end="")
+            return 0
+        job_id, _, output = submit(script, results_dir=folder)
+        stdout.print(f"submitted Slurm job {job_id}: {sopts.nodes} node(s) x {opts.nproc}")
+        stdout.print(f"the report will be in {output}")
+        return 0
+    job = os.environ.get("SLURM_JOB_ID", "job")
+    report = folder / "slurm" / f"doctor-{job}.json"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    skip = {**_SLURM_OPTIONS, "--report-file": True}
+    ranks = [*_without_options(args.argv, skip), f"--report-file={report}"]
+    rc = _wait_for_run(srun_step(sopts, ranks, head=job_head_node(), rendezvous_id=f"{job}-dr"))
+    return _doctor_report(args, opts, report, rc, ranks=sopts.nodes * opts.nproc)
+
+
+def _doctor_report(args: argparse.Namespace, opts, report: Path, rc: int, *, ranks: int) -> int:
+    """Render the report rank 0 wrote; without one, the launch failure and the local checks."""
+    from trainperf.doctor import checks_from_dict
+    from trainperf.doctor.run import diagnose
+    from trainperf.train.distributed import DistEnv
+
+    payload = json.loads(report.read_text()) if report.is_file() else None
+    if payload is not None:
+        return _render_doctor(args, opts, checks_from_dict(payload), payload["world_size"])
+    if rc == 0 and opts.nnodes > 1:
+        console.print("this node's ranks finished; the node that ran rank 0 prints the report")
+        return 0
+    # the ranks failed (NCCL, rendezvous, a crash): say so, and check what one process can
+    opts.launch_failure = f"the {ranks} torchrun ranks did not finish (exit {rc})"
+    return _render_doctor(args, opts, diagnose(opts, DistEnv()) or [], 1)
+
+
+def _doctor_payload(opts, checks, world_size: int) -> dict:
+    from trainperf.doctor import report_to_dict
+
+    cfg = opts.cfg
+    return report_to_dict(checks, benchmark=cfg.benchmark, scale=cfg.scale, world_size=world_size)
+
+
+def _render_doctor(args: argparse.Namespace, opts, checks, world_size: int) -> int:
+    from trainperf.doctor import overall, render_checks
+
+    if args.json:
+        print(json.dumps(_doctor_payload(opts, checks, world_size), indent=2))
+    else:
+        title = f"trainperf doctor: {opts.cfg.benchmark} ({opts.cfg.scale}), {world_size} rank(s)"
+        render_checks(checks, stdout, title=title)
+    return 1 if overall(checks) == "fail" else 0
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from trainperf.results.score import (
         render_score,
@@ -1080,6 +1288,7 @@ COMMANDS = {
     "compare": cmd_compare,
     "download": cmd_download,
     "perf": cmd_perf,
+    "doctor": cmd_doctor,
 }
 
 
@@ -1088,7 +1297,7 @@ def main(argv: list[str] | None = None) -> int:
     # `run` takes section.key=value overrides after its options too (argparse alone would not)
     args, unknown = parser.parse_known_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    if args.command in ("run", "perf"):
+    if args.command in ("run", "perf", "doctor"):
         args.items += [u for u in unknown if "=" in u and not u.startswith("-")]
         unknown = [u for u in unknown if u not in args.items]
     if unknown:

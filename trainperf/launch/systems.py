@@ -152,6 +152,12 @@ def get_system(name: str) -> SystemPreset:
     return SYSTEMS[name]
 
 
+def accelerator_key(device_name: str) -> str:
+    """The DEVICE_PEAKS key of a CUDA device name ('NVIDIA H100 80GB HBM3' -> 'h100'), or 'gpu'."""
+    lowered = device_name.lower().replace(" ", "")
+    return next((k for k in ("h200", "h100", "b200", "mi355x", "mi300x") if k in lowered), "gpu")
+
+
 def detect_system() -> SystemPreset:
     """`--system auto`: the local GPUs as a preset (or CPU)."""
     import torch
@@ -160,8 +166,7 @@ def detect_system() -> SystemPreset:
         return SYSTEMS["CPU"]
     props = torch.cuda.get_device_properties(0)
     count = torch.cuda.device_count()
-    lowered = props.name.lower().replace(" ", "")
-    key = next((k for k in ("h200", "h100", "b200", "mi355x", "mi300x") if k in lowered), "gpu")
+    key = accelerator_key(props.name)
     return SystemPreset(
         name="auto",
         description=f"{count}x {props.name} (detected)",

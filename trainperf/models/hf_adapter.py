@@ -31,7 +31,13 @@ from safetensors.torch import save_file
 from torch import nn
 
 from trainperf.models.hub import resolve_checkpoint
-from trainperf.models.llama import Llama, LlamaConfig, RopeScaling, precompute_rope_cache
+from trainperf.models.llama import (
+    Llama,
+    LlamaConfig,
+    RopeScaling,
+    get_llama_config,
+    precompute_rope_cache,
+)
 
 try:  # torch builds without distributed support have no DTensor
     from torch.distributed.tensor import DTensor
@@ -794,3 +800,21 @@ def load_peft_adapter(model: nn.Module, adapter_dir: str | Path) -> None:
             tuple(PEFT_PREFIX + n for n in src.names), src.rows, src.index
         )
     _load_plan(folder, weight_map, plan, params, where=f"adapter {folder}")
+
+
+def verify_base_model(folder: Path, *, flavor: str) -> str:
+    """Check a prepared HF checkpoint folder against the size registry's `flavor` (config.json
+    and every weight file present, no tensor read); one line about it, ValueError otherwise."""
+    folder = Path(folder)
+    config_file = folder / "config.json"
+    if not config_file.is_file():
+        raise ValueError(f"no base model in {folder} (missing config.json); rerun prepare")
+    weights = read_weight_map(folder)
+    fused = any(".self_attn.qkv_proj." in name for name in weights)
+    theirs = config_from_hf(json.loads(config_file.read_text()), fused_qkv=fused)
+    ours = get_llama_config(flavor, max_seq_len=theirs.max_seq_len)
+    check_config_matches(ours, theirs)
+    missing = sorted({f for f in weights.values() if not (folder / f).is_file()})
+    if missing:
+        raise ValueError(f"base model in {folder} lacks {missing[0]}; rerun prepare to resume")
+    return f"base model {folder}: {len(weights)} tensors, {'fused' if fused else 'q/k/v'} QKV"
