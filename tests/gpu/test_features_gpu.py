@@ -36,6 +36,10 @@ COMBOS = {
     "selective_ac": ({"activation_checkpointing": "selective"}, True),
     "compile": ({"compile": True}, True),
     "compile_selective_ac": ({"compile": True, "activation_checkpointing": "selective"}, True),
+    "compile_inside_full_ac": (
+        {"compile": True, "activation_checkpointing": "full", "compile_inside_checkpoint": True},
+        True,
+    ),
     "float8_tensorwise": ({"float8": "tensorwise"}, True),
     "float8_rowwise": ({"float8": "rowwise"}, True),
     "cudnn_attention": ({"attention": "cudnn"}, True),
