@@ -711,12 +711,25 @@ def _without_options(argv: list[str], options: dict[str, bool]) -> list[str]:
 
 
 def _wait_for_run(command: list[str]) -> int:
-    """Run one run of a set as a child process; on Ctrl-C let it close its log first."""
+    """Run one run of a set as a child process; on Ctrl-C let it close its log first. SIGTERM
+    (Slurm's time limit, scancel, kill) goes on to the run, which closes its log as aborted;
+    then the set stops with exit status 143 instead of leaving the run training alone."""
     import subprocess
 
     proc = subprocess.Popen(command)
+    terminated = []
+
+    def forward(signum, frame) -> None:
+        terminated.append(signum)
+        proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
     try:
-        return proc.wait()
+        rc = proc.wait()
+        if terminated:
+            console.print("[yellow]terminated (SIGTERM): the run closed its log; the set stops[/]")
+            raise SystemExit(128 + signal.SIGTERM)
+        return rc
     except KeyboardInterrupt:
         proc.send_signal(signal.SIGINT)  # a no-op if the terminal's Ctrl-C reached it already
         try:
@@ -725,6 +738,8 @@ def _wait_for_run(command: list[str]) -> int:
             proc.terminate()
             proc.wait()
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 # options of the launching command that its runs must not see again
