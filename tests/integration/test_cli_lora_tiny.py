@@ -101,21 +101,22 @@ def test_two_processes_with_fsdp(tmp_path, trainperf, mllog):
     assert "2x" in value(recs, "submission_platform")
 
 
-def test_context_parallel_trains_as_one_process(tmp_path, trainperf, mllog):
+def test_context_parallel_trains_as_data_parallel(tmp_path, trainperf, mllog):
     """--nproc 2 parallel.cp=2: each rank holds half of every sequence (FSDP over the two cp
-    ranks); the per-sample loss weights come from whole sequences, so the train losses and eval
-    losses equal those of one process on the same batches (dropout off: its masks differ)."""
-    common = ["--no-progress", "--seed", "5", "train.max_steps=4", "train.eval_skip=0",
-              "train.eval_every_samples=16", "train.eval_samples=9",
+    ranks); the per-sample loss weights come from whole sequences, so the train and eval losses
+    equal those of two data-parallel ranks on the same global batches (dropout off: its masks
+    differ). Measured: equal to 1e-8; both differ from one process by ~2e-4 after Adam steps."""
+    common = ["--nproc", "2", "--no-progress", "--seed", "5", "train.max_steps=4",
+              "train.eval_skip=0", "train.eval_every_samples=16", "train.eval_samples=9",
               "model.lora_dropout=0"]  # fmt: skip
     logs = {}
-    for name, extra in (("one", []), ("cp2", ["--nproc", "2", "parallel.cp=2"])):
+    for name, extra in (("dp2", []), ("cp2", ["parallel.cp=2"])):
         out = tmp_path / name
         proc = trainperf("run", "llama2_70b_lora", "--results", str(out), *common, *extra)
         assert proc.returncode == 1, proc.stderr  # aborted: the target is not reached
         logs[name] = mllog(out / "result_0.txt")
     for key in ("train_loss", "eval_accuracy"):
-        one, cp2 = ([r["value"] for r in logs[n] if r["key"] == key] for n in ("one", "cp2"))
-        assert len(one) == len(cp2) >= 2, (key, one, cp2)
-        assert cp2 == pytest.approx(one, rel=1e-4), key
+        dp2, cp2 = ([r["value"] for r in logs[n] if r["key"] == key] for n in ("dp2", "cp2"))
+        assert len(dp2) == len(cp2) >= 2, (key, dp2, cp2)
+        assert cp2 == pytest.approx(dp2, rel=1e-6), key
     assert "2x" in value(logs["cp2"], "submission_platform")
