@@ -29,6 +29,7 @@ from torch.distributed.tensor import DTensor
 from trainperf.config import TrainConfig
 from trainperf.models.hf_adapter import canonical_name
 from trainperf.models.llama import Llama, LlamaConfig, get_llama_config, precompute_rope_cache
+from trainperf.models.lora import LoRAConfig, LoRALinear, apply_lora
 from trainperf.parallel import ParallelDims, apply_fsdp, parallelize_model
 from trainperf.parallel.cp import cp_positions
 from trainperf.train.loss import LossTargets, chunked_loss_head, weighted_loss_terms
@@ -54,6 +55,8 @@ class Layout(NamedTuple):
     """Compute the loss with the trainer's chunked cross entropy (Llama.forward's head)."""
     cp: int = 1
     """Context-parallel degree: each rank feeds its part of every sequence."""
+    lora: str = ""
+    """LoRA adapters on these Linears (rank 4, dropout 0): only they train."""
 
 
 CONFIGS: dict[str, Layout] = {
@@ -89,7 +92,20 @@ CONFIGS: dict[str, Layout] = {
     ),
     "fsdp2_cp2": Layout(2, 1, cp=2),  # 4 ranks
     "cp2_tp2": Layout(1, 2, cp=2),  # 4 ranks
+    # LoRA under tensor parallel: column- and row-parallel bases with their adapters
+    "tp2_lora": Layout(1, 2, model={"fused_qkv": True}, lora="wqkv,wo,w1,w2,w3"),
+    "tp2_lora_no_sp": Layout(
+        1, 2, {"sequence_parallel": False}, model={"fused_qkv": True}, lora="wqkv,wo"
+    ),
+    "fsdp2_tp2_lora": Layout(2, 2, model={"fused_qkv": True}, lora="wqkv,wo"),  # 4 ranks
 }
+
+
+def build_model(cfg: LlamaConfig, lora: str) -> nn.Module:
+    model = Llama(cfg)
+    if lora:
+        apply_lora(model, LoRAConfig(rank=4, alpha=8.0, dropout=0.0, targets=lora))
+    return model
 
 
 def make_batches() -> list[torch.Tensor]:
@@ -148,6 +164,8 @@ def train(
                 if isinstance(p.grad, DTensor)
             }
             for name, p in model.named_parameters():
+                if p.grad is None:  # a frozen LoRA base
+                    continue
                 g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
                 first_grads[canonical_name(name)] = g.detach().clone()
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
@@ -157,11 +175,16 @@ def train(
     return losses
 
 
-def reference_state(cfg: LlamaConfig, hf_dir: str | None) -> dict[str, torch.Tensor]:
-    """The starting weights: from the HF checkpoint `hf_dir`, or a seeded init_weights."""
+def reference_state(cfg: LlamaConfig, hf_dir: str | None, lora: str) -> dict[str, torch.Tensor]:
+    """The starting weights: from the HF checkpoint `hf_dir`, or a seeded init_weights; LoRA's
+    B nonzero, so that A gets gradients from the first step."""
     torch.manual_seed(0)
-    model = Llama(cfg)
+    model = build_model(cfg, lora)
     model.init_weights()
+    for m in model.modules():
+        if isinstance(m, LoRALinear):
+            m.init_lora_weights()
+            torch.nn.init.normal_(m.lora_b.weight, std=0.05)
     if hf_dir is not None:
         from trainperf.models.hf_adapter import load_hf_checkpoint
 
@@ -169,8 +192,10 @@ def reference_state(cfg: LlamaConfig, hf_dir: str | None) -> dict[str, torch.Ten
     return {k: v.clone() for k, v in model.state_dict().items()}
 
 
-def run_reference(cfg: LlamaConfig, state: dict[str, torch.Tensor], batches: list[torch.Tensor]):
-    model = Llama(cfg)
+def run_reference(
+    cfg: LlamaConfig, state: dict[str, torch.Tensor], batches: list[torch.Tensor], lora: str
+):
+    model = build_model(cfg, lora)
     model.load_state_dict(state)
     grads: dict[str, torch.Tensor] = {}
     losses = train(model, batches, reduce=lambda loss: loss.item(), first_grads=grads)
@@ -181,13 +206,15 @@ def run_reference(cfg: LlamaConfig, state: dict[str, torch.Tensor], batches: lis
 _REFERENCES: dict[str, tuple] = {}
 
 
-def reference_of(overrides: dict[str, object], batches: list[torch.Tensor], hf_dir: str | None):
+def reference_of(
+    overrides: dict[str, object], batches: list[torch.Tensor], hf_dir: str | None, lora: str = ""
+):
     """(start weights, (losses, final weights)) of the unsharded run; one per model config."""
-    key = json.dumps(overrides, sort_keys=True)
+    key = json.dumps([overrides, lora], sort_keys=True)
     if key not in _REFERENCES:
         cfg = get_llama_config("debug", **overrides)
-        state = reference_state(cfg, hf_dir)
-        _REFERENCES[key] = state, run_reference(cfg, state, batches)
+        state = reference_state(cfg, hf_dir, lora)
+        _REFERENCES[key] = state, run_reference(cfg, state, batches, lora)
     return _REFERENCES[key]
 
 
@@ -206,7 +233,7 @@ def build_sharded(
     dims.validate_for_model(cfg, seq_len=SEQ_LEN)
     mesh = dims.build_mesh("cpu")
     with torch.device("meta"):
-        model = Llama(cfg)
+        model = build_model(cfg, layout.lora)
     parallelize_model(model, dims, mesh, **layout.options)
     if layout.fsdp_on_one:
         apply_fsdp(model, mesh["dp_shard"])
@@ -237,7 +264,10 @@ def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> dict:
-    state, (ref_losses, ref_weights, ref_grads) = reference_of(CONFIGS[name].model, batches, hf_dir)
+    layout = CONFIGS[name]
+    state, (ref_losses, ref_weights, ref_grads) = reference_of(
+        layout.model, batches, hf_dir, layout.lora
+    )
     model, dims, mesh = build_sharded(name, state, hf_dir)
     loaded = full_weights(model)
     load_rel = max(max_rel(loaded[k], state[k]) for k in state)
@@ -253,7 +283,6 @@ def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> di
         return loss.item() / dist.get_world_size()
 
     grads: dict[str, torch.Tensor] = {}
-    layout = CONFIGS[name]
     losses = train(
         model,
         local,
