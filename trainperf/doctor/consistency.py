@@ -13,19 +13,14 @@ import dataclasses
 
 from trainperf.config import Config
 from trainperf.doctor import Check
-from trainperf.launch.systems import HEADROOM, SystemPreset, estimate_memory, rank_layouts
+from trainperf.launch.systems import HEADROOM, SystemPreset, estimate_config_memory, rank_layouts
 
 
 def model_config(cfg: Config):
-    """The LlamaConfig a run of `cfg` builds (flavor, layers, sequence, built-in vocabulary)."""
-    from trainperf.models.llama import get_llama_config
+    """The LlamaConfig a run of `cfg` builds (the trainer's own function)."""
+    from trainperf.train.trainer import model_config as trainer_model_config
 
-    overrides: dict[str, int] = {"max_seq_len": cfg.train.seq_len}
-    if cfg.model.n_layers is not None:
-        overrides["n_layers"] = cfg.model.n_layers
-    if cfg.data.source == "builtin":
-        overrides["vocab_size"] = cfg.data.vocab_size
-    return get_llama_config(cfg.model.flavor, **overrides)
+    return trainer_model_config(cfg)
 
 
 def eval_interval_check(cfg: Config) -> Check:
@@ -107,17 +102,7 @@ def memory_check(cfg: Config, system: SystemPreset) -> Check:
     name = "config: memory estimate"
     if not system.memory_gib:
         return Check(name, "skip", f"{system.name}: no GPU memory to compare with")
-    par, t = cfg.parallel, cfg.train
-    est = estimate_memory(
-        model_config(cfg),
-        world=system.world_size,
-        seq_len=t.seq_len,
-        micro_batch=t.micro_batch_size,
-        ac=par.activation_checkpointing,
-        lora=cfg.model.lora_rank > 0,
-        float8=par.float8,
-        chunked_ce=cfg.chunked_cross_entropy,
-    )
+    est = estimate_config_memory(cfg, model_config(cfg), world=system.world_size)
     value = f"{est.describe()} of {system.memory_gib:.0f} GiB ({system.world_size} GPUs)"
     if est.total_gib <= HEADROOM * system.memory_gib:
         return Check(name, "pass", value)

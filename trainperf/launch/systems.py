@@ -25,6 +25,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trainperf.config import Config
 from trainperf.models.llama import LlamaConfig
 
 GIB = 2**30
@@ -141,6 +142,22 @@ def estimate_memory(
         activations_gib=acts / GIB,
         loss_gib=loss / GIB,
         other_gib=in_flight / GIB + OVERHEAD_GIB,
+    )
+
+
+def estimate_config_memory(cfg: Config, model: LlamaConfig, *, world: int) -> MemoryEstimate:
+    """`estimate_memory` for a run config (its sequence, micro-batch and parallel layout)."""
+    par, t = cfg.parallel, cfg.train
+    return estimate_memory(
+        model,
+        world=world,
+        seq_len=t.seq_len,
+        micro_batch=t.micro_batch_size,
+        ac=par.activation_checkpointing,
+        lora=cfg.model.lora_rank > 0,
+        float8=par.float8,
+        chunked_ce=cfg.chunked_cross_entropy,
+        cp=par.cp,
     )
 
 

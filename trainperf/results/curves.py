@@ -72,3 +72,17 @@ def as_int(value: Any) -> int | None:
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def least_squares_slope(points: Sequence[tuple[float, float]]) -> float | None:
+    """Least-squares slope of value over samples of (samples, value) points; None when the
+    samples do not vary (or there are fewer than 2 points)."""
+    n = len(points)
+    if n < 2:
+        return None
+    mean_s = sum(s for s, _ in points) / n
+    mean_v = sum(v for _, v in points) / n
+    var = sum((s - mean_s) ** 2 for s, _ in points)
+    if var == 0:
+        return None
+    return sum((s - mean_s) * (v - mean_v) for s, v in points) / var

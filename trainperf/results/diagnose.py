@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from trainperf.results.conformance import RunRules, cadence_problems, schedule_problems
-from trainperf.results.curves import RunCurves, extract_curves
+from trainperf.results.curves import RunCurves, extract_curves, least_squares_slope
 from trainperf.results.parse import MLLogEvent, RunSummary, summarize_events
 
 __all__ = ["CONVERGED", "UNREADABLE", "VERDICTS", "Diagnosis", "diagnose_run"]
@@ -175,15 +175,9 @@ def _too_slow(
 ) -> str | None:
     """Least-squares slope of the last k evaluations, projected to the target."""
     recent = [(s, v) for s, v in evals[-k:] if math.isfinite(v)]
-    if len(recent) < 2:
+    slope = least_squares_slope(recent)
+    if slope is None:
         return None
-    n = len(recent)
-    mean_s = sum(s for s, _ in recent) / n
-    mean_v = sum(v for _, v in recent) / n
-    var = sum((s - mean_s) ** 2 for s, _ in recent)
-    if var == 0:
-        return None
-    slope = sum((s - mean_s) * (v - mean_v) for s, v in recent) / var
     last_s, last_v = recent[-1]
     if slope >= 0:
         return (

@@ -33,6 +33,7 @@ from typing import Any
 
 from mlperf_logging.mllog import constants as C
 
+from trainperf.results.curves import least_squares_slope
 from trainperf.results.parse import MLLogEvent, RunSummary, parse_line, summarize_events
 from trainperf.results.score import required_run_count, sort_naturally
 
@@ -246,7 +247,7 @@ class RunState:
             return 0.0, "target reached"
         if len(evals) < 2:
             return None, "needs 2 evaluations"
-        slope = _slope(evals)  # eval units per sample
+        slope = least_squares_slope(evals)  # eval units per sample
         if slope is None or slope >= 0:
             return None, "no downward trend"
         need = (evals[-1][1] - target) / -slope
@@ -415,17 +416,6 @@ def _number(value: Any, default: float | None = None) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         return default
     return float(value)
-
-
-def _slope(points: list[tuple[int, float]]) -> float | None:
-    """Least-squares slope of value over samples."""
-    n = len(points)
-    mx = sum(s for s, _ in points) / n
-    my = sum(v for _, v in points) / n
-    var = sum((s - mx) ** 2 for s, _ in points)
-    if var == 0:
-        return None
-    return sum((s - mx) * (v - my) for s, v in points) / var
 
 
 @functools.lru_cache(maxsize=16)

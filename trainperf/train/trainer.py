@@ -51,6 +51,16 @@ from trainperf.train.optim import build_optimizer, lr_at, set_lr
 from trainperf.train.progress import RunProgress
 
 
+def model_config(cfg: Config) -> LlamaConfig:
+    """The LlamaConfig a run of `cfg` builds: flavor, layers, sequence, built-in vocabulary."""
+    overrides: dict[str, int] = {"max_seq_len": cfg.train.seq_len}
+    if cfg.model.n_layers is not None:
+        overrides["n_layers"] = cfg.model.n_layers
+    if cfg.data.source == "builtin":  # the embedding follows the locally built tokenizer
+        overrides["vocab_size"] = cfg.data.vocab_size
+    return get_llama_config(cfg.model.flavor, **overrides)
+
+
 @dataclass
 class RunResult:
     """What a finished (or failed) run reports back."""
@@ -265,12 +275,7 @@ class Trainer:
         return data
 
     def model_config(self) -> LlamaConfig:
-        overrides: dict[str, int] = {"max_seq_len": self.cfg.train.seq_len}
-        if self.cfg.model.n_layers is not None:
-            overrides["n_layers"] = self.cfg.model.n_layers
-        if self.cfg.data.source == "builtin":  # the embedding follows the locally built tokenizer
-            overrides["vocab_size"] = self.cfg.data.vocab_size
-        return get_llama_config(self.cfg.model.flavor, **overrides)
+        return model_config(self.cfg)
 
     def build_model(self) -> nn.Module:
         """Meta build -> LoRA -> parallelize -> materialise -> load or initialise."""

@@ -11,9 +11,9 @@ import pytest
 
 from trainperf.benchmarks import get_default_config
 from trainperf.config import apply_overrides
-from trainperf.launch.systems import HEADROOM, SYSTEMS, estimate_memory
-from trainperf.models.llama import get_llama_config
+from trainperf.launch.systems import HEADROOM, SYSTEMS, estimate_config_memory
 from trainperf.parallel.dims import ParallelDims
+from trainperf.train.trainer import model_config
 
 DGX = SYSTEMS["DGXH200_1x8"]
 
@@ -31,21 +31,11 @@ PRETRAIN_LAYOUTS = {"fsdp8": [], "fsdp8_fp8": ["parallel.float8=tensorwise"]}
 def _check(benchmark: str, overrides: list[str]) -> float:
     cfg = apply_overrides(get_default_config(benchmark, "full"), overrides)
     par, t = cfg.parallel, cfg.train
-    model = get_llama_config(cfg.model.flavor)
+    model = model_config(cfg)
     dims = ParallelDims(dp_shard=par.dp_shard, cp=par.cp, tp=par.tp, world_size=DGX.world_size)
     dims.validate_for_model(model, seq_len=t.seq_len)
     assert t.global_batch_size % (t.micro_batch_size * dims.dp_shard) == 0
-    estimate = estimate_memory(
-        model,
-        world=DGX.world_size,
-        seq_len=t.seq_len,
-        micro_batch=t.micro_batch_size,
-        ac=par.activation_checkpointing,
-        lora=cfg.model.lora_rank > 0,
-        float8=par.float8,
-        chunked_ce=cfg.chunked_cross_entropy,
-        cp=par.cp,
-    )
+    estimate = estimate_config_memory(cfg, model, world=DGX.world_size)
     assert estimate.total_gib <= HEADROOM * DGX.memory_gib, (overrides, estimate.describe())
     return estimate.total_gib
 
