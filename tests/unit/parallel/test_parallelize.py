@@ -60,11 +60,31 @@ def test_parallelize_model_with_one_rank_changes_nothing(one_rank_group: None) -
     assert not any(isinstance(p, DTensor) for p in model.parameters())
 
 
-def test_tp_refuses_lora_adapters(one_rank_group: None) -> None:
+def test_tp_places_lora_adapters_with_their_bases(one_rank_group: None) -> None:
+    """Column-parallel bases (wq, wk, wv) keep A replicated and split B like themselves; the
+    row-parallel wo splits A like itself and keeps B replicated; frozen parameters stay frozen.
+    (Numerics on 2 and 4 ranks: tests/distributed, tp2_lora*.)"""
     lora = pytest.importorskip("trainperf.models.lora")
     with torch.device("meta"):
         model = Llama(get_llama_config("debug"))
     lora.apply_lora(model, lora.LoRAConfig(targets=("wq", "wk", "wv", "wo")))
-    mesh = ParallelDims().build_mesh("cpu")
-    with pytest.raises(ValueError, match=r"cannot shard layers\.0\.attention\.wq \(LoRALinear\)"):
-        apply_tp(model, mesh["tp"])
+    frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+    apply_tp(model, ParallelDims().build_mesh("cpu")["tp"])
+    attn = model.layers["0"].attention
+    placements = {
+        name: str(p.placements) for name, p in attn.named_parameters() if isinstance(p, DTensor)
+    }
+    assert placements["wq.weight"] == placements["wq.lora_b.weight"] == "(Shard(dim=0),)"
+    assert placements["wq.lora_a.weight"] == "(Replicate(),)"
+    assert placements["wo.weight"] == placements["wo.lora_a.weight"] == "(Shard(dim=1),)"
+    assert placements["wo.lora_b.weight"] == "(Replicate(),)"
+    assert {n for n, p in model.named_parameters() if not p.requires_grad} == frozen
+
+
+def test_tp_refuses_a_wrapped_linear_it_has_no_plan_for(one_rank_group: None) -> None:
+    with torch.device("meta"):
+        model = Llama(get_llama_config("debug"))
+    attn = model.layers["0"].attention
+    attn.wq = torch.nn.Sequential(attn.wq)  # not a LoRALinear: no plan splits it correctly
+    with pytest.raises(ValueError, match=r"cannot shard layers\.0\.attention\.wq \(Sequential\)"):
+        apply_tp(model, ParallelDims().build_mesh("cpu")["tp"])
