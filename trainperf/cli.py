@@ -10,10 +10,17 @@ import signal
 import sys
 from pathlib import Path
 
+from mlperf_logging.mllog import constants as C
 from rich.console import Console
 from rich.table import Table
 
-from trainperf.benchmarks import BENCHMARKS, DEFAULT_BENCHMARK, DEFAULT_SCALE, get_default_config
+from trainperf.benchmarks import (
+    BENCHMARKS,
+    DEFAULT_BENCHMARK,
+    DEFAULT_SCALE,
+    get_benchmark,
+    get_default_config,
+)
 from trainperf.config import Config, apply_overrides
 
 EXIT_USER_ERROR = 2
@@ -367,18 +374,13 @@ def resolve_run_config(args: argparse.Namespace) -> Config:
 
 def _layouts_for(system, cfg: Config):
     """Candidate layouts of `system` for the benchmark config `cfg`, fastest first."""
+    from trainperf.benchmarks import get_benchmark
     from trainperf.launch.systems import rank_layouts
-    from trainperf.models.llama import get_llama_config
 
-    overrides: dict[str, int] = {"max_seq_len": cfg.train.seq_len}
-    if cfg.model.n_layers is not None:
-        overrides["n_layers"] = cfg.model.n_layers
-    if cfg.data.source == "builtin":
-        overrides["vocab_size"] = cfg.data.vocab_size
-    model = get_llama_config(cfg.model.flavor, **overrides)
+    family = get_benchmark(cfg.benchmark).family
     return rank_layouts(
         system,
-        model,
+        family.shape(family.model_config(cfg)),
         seq_len=cfg.train.seq_len,
         micro_batch=cfg.train.micro_batch_size,
         lora=cfg.model.lora_rank > 0,
@@ -441,9 +443,9 @@ def cmd_list(_: argparse.Namespace) -> int:
     table = Table(title="trainperf benchmarks")
     for col in ("benchmark", "scale", "model", "seq", "GBS", "target", "data", "description"):
         table.add_column(col)
-    for name, module in BENCHMARKS.items():
-        for scale, s in module.SCALES.items():
-            cfg = module.default_config(scale)
+    for name, spec in BENCHMARKS.items():
+        for scale, s in spec.scales.items():
+            cfg = spec.config(scale)
             status = data_status(cfg)
             data = f"{status} ({s.data_source}: {data_dir(cfg)})"
             table.add_row(
@@ -475,11 +477,12 @@ def cmd_prepare(args: argparse.Namespace) -> int:
             f"--raw-c4 prepares the full-scale C4 data; {cfg.benchmark} --scale {cfg.scale} uses "
             f"{cfg.data.source} data: add --scale full"
         )
-    paths = prepare_data(cfg, progress=True)
+    spec = get_benchmark(cfg.benchmark)
+    paths = prepare_data(cfg, train_prefixes=spec.data.train_prefixes, progress=True)
     if paths.model_dir is not None and not args.skip_model:
         from trainperf.train.base_model import prepare_base_model
 
-        prepare_base_model(cfg, paths, progress=True)
+        prepare_base_model(cfg, spec, paths, progress=True)
     stdout.print(f"{cfg.benchmark} {cfg.scale}: data ready in {paths.root}")
     return 0
 
@@ -489,7 +492,7 @@ def _prepare_govreport(cfg: Config, *, verify_only: bool, skip_model: bool) -> i
     from trainperf.data import govreport
     from trainperf.data.prepare import GOVREPORT_DIRNAME, data_dir
 
-    bench = get_benchmark(cfg.benchmark)
+    spec = get_benchmark(cfg.benchmark)
     root = data_dir(cfg)
     dataset, model = root / GOVREPORT_DIRNAME, root / "model"
     if not verify_only:
@@ -500,9 +503,9 @@ def _prepare_govreport(cfg: Config, *, verify_only: bool, skip_model: bool) -> i
             download_model(model)
     lines = govreport.verify_dataset(
         dataset,
-        train_samples=bench.TRAIN_SAMPLES,
-        eval_samples=bench.EVAL_SAMPLES,
-        max_seq_len=bench.MAX_SEQUENCE_LENGTH,
+        train_samples=spec.data.train_samples,
+        eval_samples=spec.eval.eval_samples,
+        max_seq_len=spec.rules[C.MAX_SEQUENCE_LENGTH],
     )
     for line in lines:
         stdout.print(line, markup=False)
@@ -516,19 +519,20 @@ def _prepare_c4(cfg: Config, args: argparse.Namespace) -> int:
     from trainperf.benchmarks import get_benchmark
     from trainperf.data.prepare import C4Sources, data_dir, prepare_c4
 
-    bench = get_benchmark(cfg.benchmark)
-    if bench.CHECKPOINT_NOTE:  # said first: what prepare cannot fetch
-        console.print(f"[yellow]note:[/] {bench.CHECKPOINT_NOTE}")
-    if args.raw_c4 and bench.TOKENIZER_URI is None:
+    spec = get_benchmark(cfg.benchmark)
+    data = spec.data
+    if data.checkpoint_note:  # said first: what prepare cannot fetch
+        console.print(f"[yellow]note:[/] {data.checkpoint_note}")
+    if args.raw_c4 and data.tokenizer_uri is None:
         raise ValueError(f"--raw-c4 is for llama31_8b; {cfg.benchmark} downloads its C4 files")
     sources = C4Sources(
-        dataset_uri=args.dataset_uri or bench.DATASET_URI,
-        tokenizer_uri=args.tokenizer_uri or bench.TOKENIZER_URI,
-        tokenizer_repo=bench.TOKENIZER_REPO,
+        dataset_uri=args.dataset_uri or data.dataset_uri,
+        tokenizer_uri=args.tokenizer_uri or data.tokenizer_uri,
+        tokenizer_repo=data.tokenizer_repo,
         # the 8B model embeds the Llama 3.1 vocabulary; 405B's is the tokenizer's (Mixtral)
-        vocab_size=bench.SCALES["full"].vocab_size if bench.TOKENIZER_URI else None,
-        eval_samples=bench.EVAL_SAMPLES,
-        train_prefixes=bench.TRAIN_PREFIXES,
+        vocab_size=data.vocab_size,
+        eval_samples=spec.eval.eval_samples,
+        train_prefixes=data.train_prefixes,
     )
     root = data_dir(cfg)
     prepare_c4(
@@ -541,7 +545,7 @@ def _prepare_c4(cfg: Config, args: argparse.Namespace) -> int:
         log=_plain,
         console=console,
     )
-    missing = " (checkpoint not included, see the note)" if bench.CHECKPOINT_NOTE else ""
+    missing = " (checkpoint not included, see the note)" if data.checkpoint_note else ""
     stdout.print(f"{cfg.benchmark}: data ready in {root}{missing}")
     return 0
 
@@ -570,9 +574,10 @@ def cmd_download(args: argparse.Namespace) -> int:
 
 
 def _verify_base_model(cfg: Config, folder: Path) -> None:
-    from trainperf.models.hf_adapter import verify_base_model
+    from trainperf.benchmarks import get_benchmark
 
-    stdout.print(verify_base_model(folder, flavor=cfg.model.flavor))
+    family = get_benchmark(cfg.benchmark).family
+    stdout.print(family.verify_checkpoint(folder, cfg.model.flavor))
 
 
 def _relaunch_with_torchrun(
@@ -608,6 +613,7 @@ def _relaunch_with_torchrun(
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from trainperf.benchmarks import get_benchmark
     from trainperf.train.distributed import (
         barrier,
         init_distributed,
@@ -615,7 +621,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         local_device,
         shutdown,
     )
-    from trainperf.train.trainer import RunTerminated, run_benchmark
+    from trainperf.train.run import RunTerminated, run_benchmark
 
     cfg = resolve_run_config(args)
     if args.system and not launched_by_torchrun() and not args.in_slurm_job:
@@ -668,6 +674,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             )
         result = run_benchmark(
             cfg,
+            get_benchmark(cfg.benchmark),
             paths,
             console=console,
             show_progress=not args.no_progress,
@@ -856,21 +863,24 @@ def _run_set(args: argparse.Namespace, cfg: Config, *, step=None) -> int:
 
 def _prepare_run(cfg: Config, *, progress: bool):
     """Data (and a reduced scale's base model) ready before a run; returns the paths."""
+    from trainperf.benchmarks import get_benchmark
     from trainperf.data.prepare import prepare_data
 
-    paths = prepare_data(cfg, progress=progress)
+    spec = get_benchmark(cfg.benchmark)
+    paths = prepare_data(cfg, train_prefixes=spec.data.train_prefixes, progress=progress)
     if cfg.data.source == "builtin" and paths.model_dir is not None and not cfg.model.checkpoint:
         from trainperf.train.base_model import prepare_base_model
 
-        prepare_base_model(cfg, paths, progress=progress)
+        prepare_base_model(cfg, spec, paths, progress=progress)
     return paths
 
 
 def cmd_perf(args: argparse.Namespace) -> int:
     import torch
 
+    from trainperf.benchmarks import get_benchmark
+    from trainperf.perf.measure import measure
     from trainperf.train.distributed import init_distributed, launched_by_torchrun, shutdown
-    from trainperf.train.perf import measure
 
     bad = [f"{flag}({value}) must be >= {low}" for flag, value, low in (
         ("--nproc", args.nproc, 1), ("--steps", args.steps, 1), ("--warmup", args.warmup, 0),
@@ -904,6 +914,7 @@ def cmd_perf(args: argparse.Namespace) -> int:
         paths = _prepare_run(cfg, progress=False) if args.data_dir else None
         result = measure(
             cfg,
+            get_benchmark(cfg.benchmark),
             paths,
             steps=args.steps,
             warmup=args.warmup,
@@ -927,7 +938,7 @@ def _perf_preset(args: argparse.Namespace):
 
     names = [i for i in args.items if "=" not in i]
     bench = names[0] if names else DEFAULT_BENCHMARK
-    presets = getattr(get_benchmark(bench), "PERF_PRESETS", {})
+    presets = get_benchmark(bench).perf_presets
     if args.preset == "help" or args.preset not in presets:
         lines = "\n".join(f"  {n}: {p.description}" for n, p in presets.items()) or "  (none)"
         if args.preset == "help":
@@ -938,7 +949,7 @@ def _perf_preset(args: argparse.Namespace):
 
 
 def _render_perf(result, *, as_json: bool) -> None:
-    from trainperf.train.perf import perf_to_dict
+    from trainperf.perf.measure import perf_to_dict
 
     if as_json:
         stdout.print_json(json.dumps(perf_to_dict(result)))
@@ -970,7 +981,7 @@ def _render_perf(result, *, as_json: bool) -> None:
     stdout.print(f"step times: {r.step_times_s} (first {r.warmup_steps} not counted)")
     stdout.print(f"losses (rank 0, seed {r.seed}): {r.losses}")
     if r.profile is not None:
-        from trainperf.train.profile import ProfileSummary
+        from trainperf.perf.profile import ProfileSummary
 
         summary = ProfileSummary(**{k: v for k, v in r.profile.items() if k != "gpu_busy_fraction"})
         stdout.print("\n".join(summary.lines()), markup=False, highlight=False)
@@ -1230,7 +1241,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
-    from trainperf.results.perf import (
+    from trainperf.perf.estimate import (
         estimate,
         estimate_to_dict,
         recipe_overrides,

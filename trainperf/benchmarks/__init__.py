@@ -1,23 +1,24 @@
-"""The MLPerf benchmarks trainperf knows: one module each, rules as constants, scales as data."""
+"""The MLPerf benchmarks trainperf knows: one module each, rules as constants, one typed spec.
+
+``get_benchmark(name)`` returns the benchmark's `BenchmarkSpec` (``spec.py``); the rest of
+trainperf reads its fields.
+"""
 
 from __future__ import annotations
 
-from types import ModuleType
-
 from trainperf.benchmarks import llama2_70b_lora, llama31_8b, llama31_405b
+from trainperf.benchmarks.spec import BenchmarkSpec
 from trainperf.config import Config
 
-BENCHMARKS: dict[str, ModuleType] = {
-    llama31_8b.SUBMISSION_BENCHMARK: llama31_8b,
-    llama2_70b_lora.SUBMISSION_BENCHMARK: llama2_70b_lora,
-    llama31_405b.SUBMISSION_BENCHMARK: llama31_405b,
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    spec.name: spec for spec in (llama31_8b.SPEC, llama2_70b_lora.SPEC, llama31_405b.SPEC)
 }
-DEFAULT_BENCHMARK = llama31_8b.SUBMISSION_BENCHMARK
+DEFAULT_BENCHMARK = llama31_8b.SPEC.name
 DEFAULT_SCALE = "tiny"
 
 
-def get_benchmark(name: str) -> ModuleType:
-    """The benchmark module for an MLPerf benchmark name."""
+def get_benchmark(name: str) -> BenchmarkSpec:
+    """The spec of an MLPerf benchmark by name; ValueError naming the known ones."""
     try:
         return BENCHMARKS[name]
     except KeyError:
@@ -28,9 +29,4 @@ def get_benchmark(name: str) -> ModuleType:
 
 def get_default_config(benchmark: str, scale: str) -> Config:
     """The default configuration of a benchmark at a scale, with clear errors for bad names."""
-    module = get_benchmark(benchmark)
-    if scale not in module.SCALES:
-        raise ValueError(
-            f"unknown scale {scale!r} for {benchmark}; known: {', '.join(module.SCALES)}"
-        )
-    return module.default_config(scale)
+    return get_benchmark(benchmark).config(scale)

@@ -9,12 +9,12 @@ YAML shipped in the installed mlperf_logging. No training logic lives here.
 
 from __future__ import annotations
 
-import dataclasses
-
 from mlperf_logging.mllog import constants as C
 
-from trainperf.benchmarks.scale import PerfPreset, Scale
+from trainperf.benchmarks.spec import BenchmarkSpec, DataSpec, EvalRules, PerfPreset, Scale
 from trainperf.config import Config, DataConfig, LogConfig, ModelConfig, ParallelConfig, TrainConfig
+from trainperf.data.readers import read_finetuning
+from trainperf.train.tasks import CausalLMTask
 
 SUBMISSION_BENCHMARK = C.LLAMA2_70B_LORA
 RULESETS = ("5.1.0", "6.0.0", "6.1.0")  # mlperf_logging rulesets that know this benchmark
@@ -58,9 +58,14 @@ RCP_HYPERPARAMETERS: dict[int, float] = {8: 4e-4, 16: 4e-4, 32: 4e-4, 128: 1e-3}
 SCALE_DEPENDENT_KEYS = (C.EVAL_ACCURACY,)
 
 
-def evaluations_skipped(global_batch_size: int) -> int:
-    """floor(0.125 * GBS + 2): evaluations not run at the start (3 at GBS 8: first at 1536)."""
-    return int(EVAL_SKIP_SLOPE * global_batch_size + EVAL_SKIP_OFFSET)
+# floor(0.125 * GBS + 2) evaluations not run at the start (3 at GBS 8: the first at 1536)
+EVAL = EvalRules(
+    target=EVAL_ACCURACY_TARGET,
+    every_samples=EVALUATION_FREQUENCY,
+    eval_samples=EVAL_SAMPLES,
+    skip_slope=EVAL_SKIP_SLOPE,
+    skip_offset=EVAL_SKIP_OFFSET,
+)
 
 
 SCALES: dict[str, Scale] = {
@@ -149,14 +154,6 @@ def default_config(scale: str) -> Config:
     )
 
 
-def resolve_config(cfg: Config) -> Config:
-    """Fill the values left to the rules (None) from the final global batch size."""
-    if cfg.train.eval_skip is not None:
-        return cfg
-    skip = evaluations_skipped(cfg.train.global_batch_size)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_skip=skip))
-
-
 def hyperparameter_events(cfg: Config) -> list[tuple[str, object]]:
     """The benchmark's MLLOG hyperparameter keys with the values this run really uses, in the
     reference's order (``mlperf_logging_utils.py``: after global_batch_size, train_samples,
@@ -172,3 +169,33 @@ def hyperparameter_events(cfg: Config) -> list[tuple[str, object]]:
         (C.LORA_ALPHA, m.lora_alpha),
         ("lora_rank", m.lora_rank),
     ]
+
+
+RULES = {
+    "lora_rank": LORA_RANK,  # no mllog constant
+    C.LORA_ALPHA: LORA_ALPHA,
+    C.OPT_ADAMW_WEIGHT_DECAY: OPT_ADAMW_WEIGHT_DECAY,
+    C.OPT_GRADIENT_CLIP_NORM: OPT_GRADIENT_CLIP_NORM,
+    C.OPT_LR_TRAINING_STEPS: OPT_LEARNING_RATE_TRAINING_STEPS,
+    C.MAX_SEQUENCE_LENGTH: MAX_SEQUENCE_LENGTH,
+    C.EVAL_SAMPLES: EVAL_SAMPLES,
+    C.EVAL_ACCURACY: EVAL_ACCURACY_TARGET,
+}
+
+SPEC = BenchmarkSpec(
+    name=SUBMISSION_BENCHMARK,
+    summary="LoRA fine-tuning of Llama-2-70B on SCROLLS GovReport, to eval loss 0.925",
+    family_name="llama",
+    rules=RULES,
+    eval=EVAL,
+    scales=SCALES,
+    rulesets=RULESETS,
+    submission_runs=SUBMISSION_RUNS,
+    data=DataSpec(source="govreport", reader=read_finetuning, train_samples=TRAIN_SAMPLES),
+    task=CausalLMTask(reduction=LOSS_REDUCTION, metric="eval loss"),
+    default_config=default_config,
+    hyperparameter_events=hyperparameter_events,
+    scale_dependent_keys=SCALE_DEPENDENT_KEYS,
+    perf_presets=PERF_PRESETS,
+    rcp_points={gbs: (lr, None) for gbs, lr in RCP_HYPERPARAMETERS.items()},
+)

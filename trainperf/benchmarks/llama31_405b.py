@@ -9,15 +9,15 @@ path does not read yet: ``trainperf run`` says so. No training logic lives here.
 
 from __future__ import annotations
 
-import dataclasses
 import math
-import sys
 
 from mlperf_logging.mllog import constants as C
 
 from trainperf.benchmarks.pretraining import optimizer_events, pretraining_config
-from trainperf.benchmarks.scale import PerfPreset, Scale
+from trainperf.benchmarks.spec import BenchmarkSpec, DataSpec, EvalRules, PerfPreset, Scale
 from trainperf.config import Config
+from trainperf.data.readers import read_pretraining
+from trainperf.train.tasks import CausalLMTask
 
 SUBMISSION_BENCHMARK = C.LLAMA31_405B
 RULESETS = ("5.0.0", "5.1.0", "6.0.0")  # mlperf_logging rulesets that know this benchmark
@@ -83,9 +83,16 @@ def decay_steps(global_batch_size: int) -> int:
     return total - warmup_steps(global_batch_size)
 
 
-def evaluations_skipped(global_batch_size: int) -> int:
-    """Evaluations not logged at the start: floor(0.0026 * GBS + 12) (training rules)."""
-    return math.floor(0.0026 * global_batch_size + 12)
+# Evaluations skipped at the start: floor(0.0026 * GBS + 12) (training rules); the reference's
+# first evaluation is at that boundary (18432 * floor(0.0026 GBS + 12) / GBS steps).
+EVAL = EvalRules(
+    target=EVAL_ACCURACY_TARGET,
+    every_samples=EVALUATION_FREQUENCY,
+    eval_samples=EVAL_SAMPLES,
+    skip_slope=0.0026,
+    skip_offset=12,
+    first_eval_at_skip=True,
+)
 
 
 SCALES: dict[str, Scale] = {
@@ -146,24 +153,67 @@ PERF_PRESETS: dict[str, PerfPreset] = {
 }
 
 
+RULES = {
+    C.MAX_SEQUENCE_LENGTH: MAX_SEQUENCE_LENGTH,
+    C.OPT_NAME: OPT_NAME,
+    C.OPT_ADAMW_BETA_1: OPT_ADAMW_BETA_1,
+    C.OPT_ADAMW_BETA_2: OPT_ADAMW_BETA_2,
+    C.OPT_ADAMW_EPSILON: OPT_ADAMW_EPSILON,
+    C.OPT_ADAMW_WEIGHT_DECAY: OPT_ADAMW_WEIGHT_DECAY,
+    C.OPT_GRADIENT_CLIP_NORM: OPT_GRADIENT_CLIP_NORM,
+    C.OPT_LR_DECAY_SCHEDULE: OPT_LEARNING_RATE_DECAY_SCHEDULE,
+    C.EVAL_SAMPLES: EVAL_SAMPLES,
+    C.EVAL_ACCURACY: EVAL_ACCURACY_TARGET,
+    C.INIT_CHECKPOINT_STEP: INIT_CHECKPOINT_STEP,
+}
+
+
 def default_config(scale: str) -> Config:
     """The benchmark's default configuration at one scale."""
-    return pretraining_config(
-        sys.modules[__name__], scale, end_lr_factor=OPT_END_LEARNING_RATE / SCALES[scale].lr
-    )
-
-
-def resolve_config(cfg: Config) -> Config:
-    """Fill the values left to the rules (None): the evaluations skipped at this GBS."""
-    if cfg.train.eval_skip is not None:
-        return cfg
-    skip = evaluations_skipped(cfg.train.global_batch_size)
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_skip=skip))
+    s = SCALES[scale]
+    end_lr_factor = OPT_END_LEARNING_RATE / s.lr
+    return pretraining_config(SUBMISSION_BENCHMARK, s, RULES, end_lr_factor=end_lr_factor)
 
 
 def hyperparameter_events(cfg: Config) -> list[tuple[str, object]]:
     """The benchmark's MLLOG hyperparameter keys with the values this run really uses."""
-    return [
-        *optimizer_events(sys.modules[__name__], cfg),
-        (C.INIT_CHECKPOINT_STEP, INIT_CHECKPOINT_STEP),
-    ]
+    return [*optimizer_events(RULES, cfg), (C.INIT_CHECKPOINT_STEP, INIT_CHECKPOINT_STEP)]
+
+
+def required_hyperparameters(hyper: dict, gbs: int | None, full: bool) -> dict[str, object]:
+    """What the closed rules require at this GBS (the LR, warmup and decay scale with it);
+    the decay schedule's name at every scale."""
+    want: dict[str, object] = {C.OPT_LR_DECAY_SCHEDULE: OPT_LEARNING_RATE_DECAY_SCHEDULE}
+    if full and gbs:
+        want[C.OPT_BASE_LR] = base_learning_rate(gbs)
+        want[C.OPT_LR_WARMUP_STEPS] = warmup_steps(gbs)
+        want[C.OPT_LR_DECAY_STEPS] = decay_steps(gbs)
+        want[C.OPT_END_LR] = OPT_END_LEARNING_RATE
+    return want
+
+
+SPEC = BenchmarkSpec(
+    name=SUBMISSION_BENCHMARK,
+    summary="Llama 3.1 405B continued pretraining on C4 from Meta's checkpoint, to 5.6",
+    family_name="llama",
+    rules=RULES,
+    eval=EVAL,
+    scales=SCALES,
+    rulesets=RULESETS,
+    submission_runs=SUBMISSION_RUNS,
+    data=DataSpec(
+        source="c4",
+        reader=read_pretraining,
+        dataset_uri=DATASET_URI,
+        tokenizer_uri=TOKENIZER_URI,
+        tokenizer_repo=TOKENIZER_REPO,
+        train_prefixes=TRAIN_PREFIXES,
+        checkpoint_note=CHECKPOINT_NOTE,
+    ),
+    task=CausalLMTask(reduction=LOSS_REDUCTION, metric="log perplexity"),
+    default_config=default_config,
+    hyperparameter_events=hyperparameter_events,
+    scale_dependent_keys=SCALE_DEPENDENT_KEYS,
+    perf_presets=PERF_PRESETS,
+    required_hyperparameters=required_hyperparameters,
+)

@@ -8,14 +8,13 @@ installed mlperf_logging. No training logic lives here.
 
 from __future__ import annotations
 
-import dataclasses
-import sys
-
 from mlperf_logging.mllog import constants as C
 
 from trainperf.benchmarks.pretraining import optimizer_events, pretraining_config
-from trainperf.benchmarks.scale import PerfPreset, Scale
+from trainperf.benchmarks.spec import BenchmarkSpec, DataSpec, EvalRules, PerfPreset, Scale
 from trainperf.config import Config
+from trainperf.data.readers import read_pretraining
+from trainperf.train.tasks import CausalLMTask
 
 SUBMISSION_BENCHMARK = C.LLAMA31_8B
 RULESETS = ("5.1.0", "6.0.0", "6.1.0")  # mlperf_logging rulesets that know this benchmark
@@ -135,20 +134,74 @@ PERF_PRESETS: dict[str, PerfPreset] = {
 }
 
 
+RULES = {
+    C.MAX_SEQUENCE_LENGTH: MAX_SEQUENCE_LENGTH,
+    C.OPT_NAME: OPT_NAME,
+    C.OPT_ADAMW_BETA_1: OPT_ADAMW_BETA_1,
+    C.OPT_ADAMW_BETA_2: OPT_ADAMW_BETA_2,
+    C.OPT_ADAMW_EPSILON: OPT_ADAMW_EPSILON,
+    C.OPT_ADAMW_WEIGHT_DECAY: OPT_ADAMW_WEIGHT_DECAY,
+    C.OPT_GRADIENT_CLIP_NORM: OPT_GRADIENT_CLIP_NORM,
+    C.OPT_LR_DECAY_SCHEDULE: OPT_LEARNING_RATE_DECAY_SCHEDULE,
+    C.MAX_STEPS: MAX_STEPS,
+    C.EVAL_SAMPLES: EVAL_SAMPLES,
+    C.EVAL_ACCURACY: EVAL_ACCURACY_TARGET,
+}
+
+
 def default_config(scale: str) -> Config:
     """The benchmark's default configuration at one scale."""
     return pretraining_config(
-        sys.modules[__name__], scale, end_lr_factor=OPT_END_LEARNING_RATE_FACTOR
+        SUBMISSION_BENCHMARK, SCALES[scale], RULES, end_lr_factor=OPT_END_LEARNING_RATE_FACTOR
     )
-
-
-def resolve_config(cfg: Config) -> Config:
-    """Fill the values left to the rules (None): llama31_8b skips no evaluation."""
-    if cfg.train.eval_skip is not None:
-        return cfg
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, eval_skip=0))
 
 
 def hyperparameter_events(cfg: Config) -> list[tuple[str, object]]:
     """The benchmark's MLLOG hyperparameter keys with the values this run really uses."""
-    return [*optimizer_events(sys.modules[__name__], cfg), (C.MAX_STEPS, cfg.train.max_steps)]
+    return [*optimizer_events(RULES, cfg), (C.MAX_STEPS, cfg.train.max_steps)]
+
+
+def required_hyperparameters(hyper: dict, gbs: int | None, full: bool) -> dict[str, object]:
+    """What the closed rules require of the logged schedule (decay steps and end LR follow from
+    the logged warmup and base LR); the decay schedule's name at every scale."""
+    want: dict[str, object] = {C.OPT_LR_DECAY_SCHEDULE: OPT_LEARNING_RATE_DECAY_SCHEDULE}
+    if not full:
+        return want
+    want[C.MAX_STEPS] = MAX_STEPS
+    warmup, base = hyper.get(C.OPT_LR_WARMUP_STEPS), hyper.get(C.OPT_BASE_LR)
+    if isinstance(warmup, int) and not isinstance(warmup, bool):
+        want[C.OPT_LR_DECAY_STEPS] = MAX_STEPS - warmup
+    if isinstance(base, int | float) and not isinstance(base, bool):
+        want[C.OPT_END_LR] = base * OPT_END_LEARNING_RATE_FACTOR
+    return want
+
+
+SPEC = BenchmarkSpec(
+    name=SUBMISSION_BENCHMARK,
+    summary="Llama 3.1 8B pretraining on C4 from random init, to log perplexity 3.3",
+    family_name="llama",
+    rules=RULES,
+    eval=EvalRules(
+        target=EVAL_ACCURACY_TARGET, every_samples=EVALUATION_FREQUENCY, eval_samples=EVAL_SAMPLES
+    ),
+    scales=SCALES,
+    rulesets=RULESETS,
+    submission_runs=SUBMISSION_RUNS,
+    data=DataSpec(
+        source="c4",
+        reader=read_pretraining,
+        dataset_uri=DATASET_URI,
+        tokenizer_uri=TOKENIZER_URI,
+        tokenizer_repo=TOKENIZER_REPO,
+        train_prefixes=TRAIN_PREFIXES,
+        vocab_size=SCALES["full"].vocab_size,  # the Llama 3.1 tokenizer's 128,256
+        checkpoint_note=CHECKPOINT_NOTE,
+    ),
+    task=CausalLMTask(reduction=LOSS_REDUCTION, metric="log perplexity"),
+    default_config=default_config,
+    hyperparameter_events=hyperparameter_events,
+    scale_dependent_keys=SCALE_DEPENDENT_KEYS,
+    perf_presets=PERF_PRESETS,
+    required_hyperparameters=required_hyperparameters,
+    rcp_points=RCP_HYPERPARAMETERS,
+)

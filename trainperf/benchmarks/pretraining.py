@@ -3,19 +3,23 @@ default config and of their MLLOG hyperparameter keys. The values stay in each m
 
 from __future__ import annotations
 
-from types import ModuleType
+from collections.abc import Mapping
 
 from mlperf_logging.mllog import constants as C
 
+from trainperf.benchmarks.spec import Scale
 from trainperf.config import Config, DataConfig, LogConfig, ModelConfig, TrainConfig
 
 
-def pretraining_config(rules: ModuleType, scale: str, *, end_lr_factor: float) -> Config:
-    """The default config of ``rules`` (a benchmark module) at ``scale``."""
-    s = rules.SCALES[scale]
+def pretraining_config(
+    benchmark: str, scale: Scale, rules: Mapping[str, object], *, end_lr_factor: float
+) -> Config:
+    """The default config of a pretraining benchmark at `scale`, with the optimizer of its
+    closed-division `rules` (by MLLOG key)."""
+    s = scale
     return Config(
-        benchmark=rules.SUBMISSION_BENCHMARK,
-        scale=scale,
+        benchmark=benchmark,
+        scale=s.name,
         model=ModelConfig(flavor=s.flavor, n_layers=s.n_layers),
         train=TrainConfig(
             seq_len=s.seq_len,
@@ -25,11 +29,11 @@ def pretraining_config(rules: ModuleType, scale: str, *, end_lr_factor: float) -
             warmup_steps=s.warmup_steps,
             max_steps=s.max_steps,
             end_lr_factor=end_lr_factor,
-            beta1=rules.OPT_ADAMW_BETA_1,
-            beta2=rules.OPT_ADAMW_BETA_2,
-            eps=rules.OPT_ADAMW_EPSILON,
-            weight_decay=rules.OPT_ADAMW_WEIGHT_DECAY,
-            grad_clip=rules.OPT_GRADIENT_CLIP_NORM,
+            beta1=rules[C.OPT_ADAMW_BETA_1],
+            beta2=rules[C.OPT_ADAMW_BETA_2],
+            eps=rules[C.OPT_ADAMW_EPSILON],
+            weight_decay=rules[C.OPT_ADAMW_WEIGHT_DECAY],
+            grad_clip=rules[C.OPT_GRADIENT_CLIP_NORM],
             eval_every_samples=s.eval_every_samples,
             eval_samples=s.eval_samples,
             target=s.target,
@@ -39,18 +43,18 @@ def pretraining_config(rules: ModuleType, scale: str, *, end_lr_factor: float) -
     )
 
 
-def optimizer_events(rules: ModuleType, cfg: Config) -> list[tuple[str, object]]:
+def optimizer_events(rules: Mapping[str, object], cfg: Config) -> list[tuple[str, object]]:
     """The hyperparameter keys both closed YAMLs check, with this run's values, in an order the
     checker accepts (warmup before decay steps, whose CHECK reads the warmup state)."""
     t = cfg.train
     return [
         (C.MAX_SEQUENCE_LENGTH, t.seq_len),
-        (C.OPT_NAME, rules.OPT_NAME),
+        (C.OPT_NAME, rules[C.OPT_NAME]),
         (C.OPT_BASE_LR, t.lr),
         (C.OPT_END_LR, t.end_lr),
         (C.OPT_LR_WARMUP_STEPS, t.warmup_steps),
         (C.OPT_LR_DECAY_STEPS, t.max_steps - t.warmup_steps),
-        (C.OPT_LR_DECAY_SCHEDULE, rules.OPT_LEARNING_RATE_DECAY_SCHEDULE),
+        (C.OPT_LR_DECAY_SCHEDULE, rules[C.OPT_LR_DECAY_SCHEDULE]),
         (C.OPT_ADAMW_BETA_1, t.beta1),
         (C.OPT_ADAMW_BETA_2, t.beta2),
         (C.OPT_ADAMW_EPSILON, t.eps),

@@ -138,10 +138,13 @@ def data_status(cfg: Config) -> str:
     return "missing" if missing_files(data_paths(cfg), cfg) else "ready"
 
 
-def prepare_data(cfg: Config, *, progress: bool = True) -> DataPaths:
+def prepare_data(
+    cfg: Config, *, train_prefixes: tuple[str, ...] = (), progress: bool = True
+) -> DataPaths:
     """Make the config's data ready (building the built-in corpus if needed) and return its paths.
 
-    The built-in corpus is cached by content: a second call returns at once.
+    The built-in corpus is cached by content: a second call returns at once. `train_prefixes`:
+    the Megatron files a C4 benchmark trains on (its spec's ``data.train_prefixes``).
     """
     paths = data_paths(cfg)
     if cfg.data.source == "builtin" and _finetune(cfg):
@@ -175,9 +178,7 @@ def prepare_data(cfg: Config, *, progress: bool = True) -> DataPaths:
                 f"{data_dir(cfg)}` (needs HF_TOKEN with access to Llama 2), or use --scale tiny"
             )
         return paths
-    from trainperf.benchmarks import get_benchmark
-
-    prefixes = get_benchmark(cfg.benchmark).TRAIN_PREFIXES
+    prefixes = train_prefixes
     if len(prefixes) > 1:
         raise ValueError(
             f"{cfg.benchmark} trains on a blend of {' + '.join(prefixes)}, which trainperf does "

@@ -3,24 +3,25 @@
 Each finding is its own check: the evaluation interval against the global batch (MLPerf rounds
 it up to a multiple), the batch split over data-parallel ranks and micro-batches (the trainer's
 rule), whether ``max_steps`` reaches an evaluation at all (after the benchmark's skipped ones),
-tensor parallel against the model's heads and widths (``ParallelDims.validate_for_model``), and
-the layout's memory estimate per GPU (``launch/systems.py``) against the GPU's memory.
+tensor parallel against the model's heads and widths (the family's ``tp_sizes``), and the
+layout's memory estimate per GPU (``perf/memory.py``) against the GPU's memory.
 """
 
 from __future__ import annotations
 
 import dataclasses
 
+from trainperf.benchmarks import get_benchmark
 from trainperf.config import Config
 from trainperf.doctor import Check
-from trainperf.launch.systems import HEADROOM, SystemPreset, estimate_config_memory, rank_layouts
+from trainperf.launch.systems import SystemPreset, rank_layouts
+from trainperf.perf.memory import HEADROOM, ModelShape, estimate_config_memory
 
 
-def model_config(cfg: Config):
-    """The LlamaConfig a run of `cfg` builds (the trainer's own function)."""
-    from trainperf.train.trainer import model_config as trainer_model_config
-
-    return trainer_model_config(cfg)
+def model_shape(cfg: Config) -> ModelShape:
+    """The sizes of the model a run of `cfg` builds (its family's)."""
+    family = get_benchmark(cfg.benchmark).family
+    return family.shape(family.model_config(cfg))
 
 
 def eval_interval_check(cfg: Config) -> Check:
@@ -65,9 +66,7 @@ def _split_fix(gbs: int, micro: int, dp: int) -> str:
 
 def steps_check(cfg: Config) -> Check:
     """max_steps must reach the first evaluation that is logged (after eval_skip)."""
-    from trainperf.benchmarks import get_benchmark
-
-    cfg = get_benchmark(cfg.benchmark).resolve_config(cfg)
+    cfg = get_benchmark(cfg.benchmark).resolve(cfg)
     t = cfg.train
     first = (t.eval_skip or 0) + 1
     first_samples = first * t.eval_interval_samples
@@ -91,7 +90,8 @@ def tensor_parallel_check(cfg: Config, *, world_size: int) -> Check:
     par, name = cfg.parallel, "config: tensor parallel"
     try:
         dims = ParallelDims(dp_shard=par.dp_shard, tp=par.tp, world_size=world_size)
-        dims.validate_for_model(model_config(cfg), seq_len=cfg.train.seq_len)
+        family = get_benchmark(cfg.benchmark).family
+        dims.validate_sizes(family.tp_sizes(family.model_config(cfg)), seq_len=cfg.train.seq_len)
     except ValueError as exc:
         return Check(name, "fail", str(exc).split("; ")[0], str(exc).partition("; ")[2])
     return Check(name, "pass", f"dp_shard {dims.dp_shard} x tp {dims.tp} = {world_size} ranks")
@@ -102,7 +102,7 @@ def memory_check(cfg: Config, system: SystemPreset) -> Check:
     name = "config: memory estimate"
     if not system.memory_gib:
         return Check(name, "skip", f"{system.name}: no GPU memory to compare with")
-    est = estimate_config_memory(cfg, model_config(cfg), world=system.world_size)
+    est = estimate_config_memory(cfg, model_shape(cfg), world=system.world_size)
     value = f"{est.describe()} of {system.memory_gib:.0f} GiB ({system.world_size} GPUs)"
     if est.total_gib <= HEADROOM * system.memory_gib:
         return Check(name, "pass", value)
@@ -114,7 +114,7 @@ def memory_check(cfg: Config, system: SystemPreset) -> Check:
 def _fitting_layout(cfg: Config, system: SystemPreset) -> str:
     choices = rank_layouts(
         system,
-        model_config(cfg),
+        model_shape(cfg),
         seq_len=cfg.train.seq_len,
         micro_batch=cfg.train.micro_batch_size,
         lora=cfg.model.lora_rank > 0,

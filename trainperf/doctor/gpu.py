@@ -6,7 +6,7 @@ take plain numbers, so the thresholds are tested without a GPU.
 Thresholds:
 
 - GEMM: a bf16 matmul (8192^3 by default) against the device's dense bf16 peak
-  (``trainperf.results.perf.DEVICE_PEAKS``): pass at >= 60 % of the peak, warn at >= 40 %, else
+  (``trainperf.perf.peaks.DEVICE_PEAKS``): pass at >= 60 % of the peak, warn at >= 40 %, else
   fail. cuBLAS reaches about 70-80 % on H100/H200 SXM at this size; a GPU held back by its clocks,
   power cap or temperature, or another process, lands below.
 - all-reduce: bus bandwidth as nccl-tests reports it, busbw = algbw x 2(n-1)/n with algbw =
@@ -201,17 +201,16 @@ def measure_gemm_tflops(device, *, n: int = 8192, warmup: int = 5, iters: int = 
 
 def gemm_check(results: Sequence[tuple[str, float]], *, n: int) -> Check:
     """`results`: (device name, TFLOP/s) per GPU; judged by the slowest against its dense peak."""
-    from trainperf.launch.systems import accelerator_key
-    from trainperf.results.perf import DEVICE_PEAKS
+    from trainperf.perf.peaks import DEVICE_PEAKS, device_key
 
     if not results:
         return Check("bf16 GEMM", "skip", "no GPU")
     name, tflops = min(results, key=lambda r: r[1])
     spread = f" (slowest of {len(results)} GPUs)" if len(results) > 1 else ""
-    peak = DEVICE_PEAKS.get(accelerator_key(name), {}).get("bf16")
+    peak = DEVICE_PEAKS.get(device_key(name) or "", {}).get("bf16")
     if peak is None:
         value = f"{tflops:.0f} TFLOP/s at {n}^3{spread} on {name}"
-        fix = f"no dense bf16 peak known for {name}: add it to results/perf.py DEVICE_PEAKS"
+        fix = f"no dense bf16 peak known for {name}: add it to perf/peaks.py DEVICE_PEAKS"
         return Check("bf16 GEMM", "warn", value, fix)
     frac = tflops / peak
     value = f"{tflops:.0f} TFLOP/s at {n}^3{spread}, {frac:.0%} of {name}'s {peak:g} dense peak"

@@ -13,6 +13,8 @@ import shutil
 import time
 from pathlib import Path
 
+from mlperf_logging.mllog import constants as C
+
 from trainperf.config import Config
 from trainperf.doctor import Check
 
@@ -193,14 +195,14 @@ def _govreport_checks(cfg: Config, paths) -> list[Check]:
     from trainperf.benchmarks import get_benchmark
     from trainperf.data import govreport
 
-    bench, fix = get_benchmark(cfg.benchmark), f"{_prepare_cmd(cfg)} (resumes)"
+    spec, fix = get_benchmark(cfg.benchmark), f"{_prepare_cmd(cfg)} (resumes)"
     data = _verified(
         "prepared data",
         lambda: govreport.verify_dataset(
             paths.train_prefix.parent,
-            train_samples=bench.TRAIN_SAMPLES,
-            eval_samples=bench.EVAL_SAMPLES,
-            max_seq_len=bench.MAX_SEQUENCE_LENGTH,
+            train_samples=spec.data.train_samples,
+            eval_samples=spec.eval.eval_samples,
+            max_seq_len=spec.rules[C.MAX_SEQUENCE_LENGTH],
         ),
         fix,
     )
@@ -208,15 +210,16 @@ def _govreport_checks(cfg: Config, paths) -> list[Check]:
 
 
 def _checkpoint_check(cfg: Config, default: Path | None, fix: str) -> Check:
-    from trainperf.models.hf_adapter import verify_base_model
+    from trainperf.benchmarks import get_benchmark
 
+    family = get_benchmark(cfg.benchmark).family
     source = cfg.model.checkpoint
     if source == "random":
         return Check("checkpoint", "skip", "model.checkpoint=random: random init")
     folder = Path(source).expanduser() if source else default
     if folder is None or (source and not folder.exists()):
         return Check("checkpoint", "warn", f"{source}: not a local folder (a hub id?)", fix)
-    return _verified("checkpoint", lambda: verify_base_model(folder, flavor=cfg.model.flavor), fix)
+    return _verified("checkpoint", lambda: family.verify_checkpoint(folder, cfg.model.flavor), fix)
 
 
 def _c4_checks(cfg: Config, paths, *, md5: bool) -> list[Check]:
@@ -224,18 +227,18 @@ def _c4_checks(cfg: Config, paths, *, md5: bool) -> list[Check]:
     from trainperf.data import c4
     from trainperf.data.prepare import data_dir, verify_md5_lists
 
-    bench, root = get_benchmark(cfg.benchmark), data_dir(cfg)
+    spec, root = get_benchmark(cfg.benchmark), data_dir(cfg)
     fix = f"{_prepare_cmd(cfg)} (downloads what is missing or wrong)"
-    vocab = bench.SCALES["full"].vocab_size if bench.TOKENIZER_URI else 65536
+    vocab = spec.data.vocab_size or 65536
     checks = [
         _verified(
             "prepared data",
             lambda: c4.verify_c4(
                 paths.root,
-                seq_len=bench.MAX_SEQUENCE_LENGTH,
-                eval_samples=bench.EVAL_SAMPLES,
+                seq_len=spec.rules[C.MAX_SEQUENCE_LENGTH],
+                eval_samples=spec.eval.eval_samples,
                 vocab_size=vocab,
-                train_prefixes=bench.TRAIN_PREFIXES,
+                train_prefixes=spec.data.train_prefixes,
             ),
             fix,
         )
@@ -255,8 +258,9 @@ def _c4_checks(cfg: Config, paths, *, md5: bool) -> list[Check]:
         return f"{c4.find_tokenizer(paths.tokenizer)} ({tok.get_vocab_size():,} tokens)"
 
     checks.append(_verified("tokenizer", tokenizer, fix))
-    if bench.CHECKPOINT_NOTE and not cfg.model.checkpoint:
-        checks.append(Check("checkpoint", "fail", "no model.checkpoint", bench.CHECKPOINT_NOTE))
+    if spec.data.checkpoint_note and not cfg.model.checkpoint:
+        note = spec.data.checkpoint_note
+        checks.append(Check("checkpoint", "fail", "no model.checkpoint", note))
     elif cfg.model.checkpoint:
         checks.append(_checkpoint_check(cfg, None, "set model.checkpoint to the HF folder"))
     else:

@@ -115,14 +115,14 @@ def _allreduce(opts: DoctorOptions, env: DistEnv, gpus: list[G.GpuInfo]) -> Chec
         [m * 2**20 for m in mib], device=device, dtype=dtype, warmup=iters[0], iters=iters[1]
     )
     local = int(os.environ.get("LOCAL_WORLD_SIZE", env.world_size))
-    from trainperf.launch.systems import accelerator_key
+    from trainperf.perf.peaks import device_key
 
     return G.allreduce_check(
         results,
         world_size=env.world_size,
         nodes=max(1, env.world_size // local),
         backend=dist.get_backend(),
-        accelerator=accelerator_key(gpus[0].name) if gpus else "cpu",
+        accelerator=(device_key(gpus[0].name) or "gpu") if gpus else "cpu",
         dtype=str(dtype).removeprefix("torch."),
     )
 

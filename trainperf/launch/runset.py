@@ -27,7 +27,7 @@ from pathlib import Path
 from mlperf_logging.mllog import constants as C
 
 from trainperf.results.parse import parse_log
-from trainperf.train.trainer import NOT_CONVERGED, fresh_seed
+from trainperf.train.run import NOT_CONVERGED, fresh_seed
 
 FAILED_DIR = "failed"
 SET_FILE = "runset.json"

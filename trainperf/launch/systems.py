@@ -6,33 +6,15 @@ compile); ``--system auto`` looks at the local GPUs and picks the fastest layout
 memory fits, printing the estimate. A layout that does not fit is refused with its estimate before
 anything is launched.
 
-The estimate (bytes per GPU, N ranks sharding with FSDP, sequence T, micro-batch b):
-
-- full training: fp32 master weights, fp32 gradients and two AdamW moments, all sharded:
-  16 P / N; the root's bf16 gathered weights (embedding + output) stay: 2 P_root;
-- LoRA: the frozen base in bf16 sharded, 2 P / N, or in float8 replicated, P_blocks (+ 2 P_root);
-- activations per layer and token, from trainperf's measured peaks (bench/RESULTS.md): about 24 d
-  bytes without checkpointing, 12 d with selective, 2 d (the block input) with full, plus one
-  layer's full set while it is recomputed; LoRA adds its float32 input copies;
-- the loss: the chunked cross entropy keeps T b V bf16 gradients (plain: T b V x 10 bytes);
-- 2 unsharded blocks in flight (FSDP prefetch) and 3 GiB for the CUDA context and allocator.
-
-It reproduces the measured peaks within about 15 % (tests/unit/launch/test_systems.py); a layout
-fits when the estimate is at most 92 % of the GPU's memory.
+The memory estimate is ``perf/memory.py``'s.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from trainperf.config import Config
-from trainperf.models.llama import LlamaConfig
-
-GIB = 2**30
-OVERHEAD_GIB = 3.0
-HEADROOM = 0.92
-"""A layout fits when its estimate is at most this fraction of the GPU's memory (the estimate's
-error and the allocator's fragmentation)."""
+from trainperf.perf.memory import GIB, HEADROOM, MemoryEstimate, ModelShape, estimate_memory
+from trainperf.perf.peaks import device_key
 
 
 @dataclass(frozen=True)
@@ -73,106 +55,12 @@ SYSTEMS: dict[str, SystemPreset] = {
 }
 
 
-@dataclass
-class MemoryEstimate:
-    weights_gib: float
-    optimizer_gib: float
-    activations_gib: float
-    loss_gib: float
-    other_gib: float
-
-    @property
-    def total_gib(self) -> float:
-        return (
-            self.weights_gib + self.optimizer_gib + self.activations_gib + self.loss_gib
-            + self.other_gib
-        )  # fmt: skip
-
-    def describe(self) -> str:
-        return (
-            f"~{self.total_gib:.0f} GiB/GPU (weights {self.weights_gib:.1f}, gradients + "
-            f"optimizer {self.optimizer_gib:.1f}, activations {self.activations_gib:.1f}, loss "
-            f"{self.loss_gib:.1f}, other {self.other_gib:.1f})"
-        )
-
-
-def _params(cfg: LlamaConfig) -> tuple[float, float, float]:
-    """(block parameters, parameters of one block, root parameters: embedding + output)."""
-    kv = cfg.n_kv_heads * cfg.head_dim
-    layer = cfg.dim * (cfg.dim + 2 * kv) + cfg.dim * cfg.dim + 3 * cfg.dim * cfg.ffn_dim
-    return cfg.n_layers * layer, layer, 2 * cfg.vocab_size * cfg.dim
-
-
-def estimate_memory(
-    cfg: LlamaConfig,
-    *,
-    world: int,
-    seq_len: int,
-    micro_batch: int,
-    ac: str,
-    lora: bool,
-    float8: str,
-    chunked_ce: bool,
-    cp: int = 1,
-) -> MemoryEstimate:
-    """Peak bytes per GPU of one training step, in GiB (see the module docstring).
-
-    cp: context-parallel degree; a rank holds the activations of seq_len / cp tokens of each
-    sample (the all-gathered K/V of one layer at a time are small beside them)."""
-    blocks, layer, root = _params(cfg)
-    tokens = seq_len * micro_batch // cp
-    if lora and float8 != "none":
-        weights, optim = blocks + 2 * root / world, 0.0  # float8 base, replicated
-    elif lora:
-        weights, optim = 2 * (blocks + root) / world, 0.0
-    else:
-        weights, optim = 4 * (blocks + root) / world, 12 * (blocks + root) / world
-    weights += 2 * root if world > 1 else 0  # the gathered root stays until backward
-    per_token = {"none": 24, "selective": 12, "full": 2}[ac] * cfg.dim
-    if lora:
-        per_token += 8 * cfg.dim if ac == "none" else 0  # float32 copies of the adapters' input
-    acts = cfg.n_layers * per_token * tokens
-    if ac != "none":
-        acts += 26 * cfg.dim * tokens  # the block being recomputed
-    loss = tokens * cfg.vocab_size * (2 if chunked_ce else 10)
-    in_flight = 2 * 2 * layer if world > 1 else 0
-    return MemoryEstimate(
-        weights_gib=weights / GIB,
-        optimizer_gib=optim / GIB,
-        activations_gib=acts / GIB,
-        loss_gib=loss / GIB,
-        other_gib=in_flight / GIB + OVERHEAD_GIB,
-    )
-
-
-def estimate_config_memory(cfg: Config, model: LlamaConfig, *, world: int) -> MemoryEstimate:
-    """`estimate_memory` for a run config (its sequence, micro-batch and parallel layout)."""
-    par, t = cfg.parallel, cfg.train
-    return estimate_memory(
-        model,
-        world=world,
-        seq_len=t.seq_len,
-        micro_batch=t.micro_batch_size,
-        ac=par.activation_checkpointing,
-        lora=cfg.model.lora_rank > 0,
-        float8=par.float8,
-        chunked_ce=cfg.chunked_cross_entropy,
-        cp=par.cp,
-    )
-
-
 def get_system(name: str) -> SystemPreset:
     if name not in SYSTEMS:
         raise ValueError(
             f"unknown system {name!r}; known: {', '.join(SYSTEMS)}, or auto (trainperf systems)"
         )
     return SYSTEMS[name]
-
-
-def accelerator_key(device_name: str) -> str:
-    """The DEVICE_PEAKS key of a CUDA device name ('NVIDIA H100 80GB HBM3' -> 'h100'), or 'gpu'."""
-    lowered = device_name.lower().replace(" ", "")
-    return next((k for k in ("h200", "h100", "b200", "mi355x", "mi300x") if k in lowered), "gpu")
 
 
 def detect_system() -> SystemPreset:
@@ -183,7 +71,7 @@ def detect_system() -> SystemPreset:
         return SYSTEMS["CPU"]
     props = torch.cuda.get_device_properties(0)
     count = torch.cuda.device_count()
-    key = accelerator_key(props.name)
+    key = device_key(props.name) or "gpu"
     return SystemPreset(
         name="auto",
         description=f"{count}x {props.name} (detected)",
@@ -225,7 +113,7 @@ def _option(overrides: tuple[str, ...], key: str, default: str) -> str:
 
 
 def rank_layouts(
-    system: SystemPreset, model: LlamaConfig, *, seq_len: int, micro_batch: int, lora: bool
+    system: SystemPreset, model: ModelShape, *, seq_len: int, micro_batch: int, lora: bool
 ) -> list[LayoutChoice]:
     """Every candidate layout the system can run, fastest first, with its estimate and fit."""
     choices = []

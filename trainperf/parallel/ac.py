@@ -58,8 +58,8 @@ def _selective_contexts():
     return create_selective_checkpoint_contexts(partial(_selective_policy, defaultdict(int)))
 
 
-def apply_ac(model: nn.Module, *, mode: str = "full") -> int:
-    """Wrap every block of `model.layers` for activation checkpointing, in place.
+def apply_ac(blocks: list[nn.ModuleDict], *, mode: str = "full") -> int:
+    """Wrap every block of the containers `blocks` for activation checkpointing, in place.
 
     Returns the number of wrapped blocks. Parameter names gain a ``_checkpoint_wrapped_module``
     segment, which checkpoint loading and saving strip (``hf_adapter.canonical_name``).
@@ -68,10 +68,12 @@ def apply_ac(model: nn.Module, *, mode: str = "full") -> int:
         raise ValueError(f"activation checkpointing mode {mode!r} must be one of {AC_MODES}")
     if mode == "none":
         return 0
-    layers = model.layers
     extra = {"context_fn": _selective_contexts} if mode == "selective" else {}
-    for name, block in list(layers.items()):
-        layers[name] = checkpoint_wrapper(
-            block, checkpoint_impl=CheckpointImpl.NO_REENTRANT, preserve_rng_state=True, **extra
-        )
-    return len(layers)
+    count = 0
+    for container in blocks:
+        for name, block in list(container.items()):
+            container[name] = checkpoint_wrapper(
+                block, checkpoint_impl=CheckpointImpl.NO_REENTRANT, preserve_rng_state=True, **extra
+            )
+            count += 1
+    return count

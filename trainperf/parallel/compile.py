@@ -14,16 +14,18 @@ from __future__ import annotations
 from torch import nn
 
 
-def apply_compile(model: nn.Module, *, inside_checkpoint: bool = False) -> int:
-    """Compile every block of `model.layers` in place; returns the number compiled.
+def apply_compile(blocks: list[nn.ModuleDict], *, inside_checkpoint: bool = False) -> int:
+    """Compile every block of the containers `blocks` in place; returns the number compiled.
 
     inside_checkpoint: with full activation checkpointing, compile the block inside its
     checkpoint wrapper, which then stays eager (its saved-tensor hooks drop whatever the
     compiled forward saves and recompute it), instead of compiling the wrapper, where
     AOTAutograd's partitioner chooses what the checkpointed region keeps.
     """
-    layers = model.layers
-    for block in layers.values():
-        inner = getattr(block, "_checkpoint_wrapped_module", None)
-        (inner if inside_checkpoint and inner is not None else block).compile(fullgraph=True)
-    return len(layers)
+    count = 0
+    for container in blocks:
+        for block in container.values():
+            inner = getattr(block, "_checkpoint_wrapped_module", None)
+            (inner if inside_checkpoint and inner is not None else block).compile(fullgraph=True)
+            count += 1
+    return count

@@ -27,8 +27,6 @@ import torch.nn.functional as F
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
 
-from trainperf.models.llama import CausalAttention
-
 # torch >= 2.13 names it all_gather_single_autograd; 2.11 and 2.12 all_gather_tensor_autograd
 _all_gather = (
     getattr(funcol, "all_gather_single_autograd", None) or funcol.all_gather_tensor_autograd
@@ -125,11 +123,11 @@ def attend_chunks(
     return torch.cat(outs, dim=2)  # (B, n_heads, 2c, D)
 
 
-def apply_cp(model: nn.Module, cp_mesh: DeviceMesh) -> None:
-    """Swap every block's attention kernel for the context-parallel one, in place."""
-    swapped = 0
-    for block in model.layers.values():
-        if isinstance(block.attention.sdpa, CausalAttention):
-            block.attention.sdpa = ContextParallelAttention(cp_mesh)
-            swapped += 1
-    assert swapped == len(model.layers), "every block must have the plain CausalAttention kernel"
+def apply_cp(kernels: list[tuple[nn.Module, str]], cp_mesh: DeviceMesh) -> int:
+    """Swap each causal-attention kernel (owner, attribute) of a family's plan for the
+    context-parallel one, in place; returns how many."""
+    if not kernels:
+        raise ValueError("this model has no attention kernel context parallel can swap; use cp=1")
+    for owner, name in kernels:
+        setattr(owner, name, ContextParallelAttention(cp_mesh))
+    return len(kernels)

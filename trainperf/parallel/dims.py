@@ -19,8 +19,6 @@ from dataclasses import dataclass
 import torch.distributed as dist
 from torch.distributed.device_mesh import DeviceMesh, init_device_mesh
 
-from trainperf.models.llama import LlamaConfig
-
 MESH_DIM_NAMES = ("dp_shard", "cp", "tp")
 
 
@@ -83,20 +81,12 @@ class ParallelDims:
     def tp_enabled(self) -> bool:
         return self.tp > 1
 
-    def validate_for_model(self, cfg: LlamaConfig, *, seq_len: int | None = None) -> None:
-        """Raise ValueError if tp cannot split `cfg` evenly (or `seq_len`, for sequence parallel).
-
-        Each tensor-parallel rank takes whole query and K/V heads, an equal share of the SwiGLU
-        width and of the vocabulary (embedding rows, output rows), and, with sequence parallel,
-        an equal share of the tokens of every sequence.
+    def validate_sizes(self, tp_sizes: dict[str, int], *, seq_len: int | None = None) -> None:
+        """Raise ValueError if tp cannot split a model's `tp_sizes` evenly (its family's
+        ``tp_sizes``: a Llama's heads, K/V heads, widths and vocabulary), or `seq_len`, whose
+        tokens sequence parallel shares out, or cp its 2 x cp chunks.
         """
-        sizes = {
-            "n_heads": cfg.n_heads,
-            "n_kv_heads": cfg.n_kv_heads,
-            "ffn_dim": cfg.ffn_dim,
-            "dim": cfg.dim,
-            "vocab_size": cfg.vocab_size,
-        }
+        sizes = dict(tp_sizes)
         if seq_len is not None and self.cp > 1 and seq_len % (2 * self.cp):
             raise ValueError(
                 f"context parallel cp({self.cp}) cuts each sequence into 2 x cp = {2 * self.cp} "

@@ -36,7 +36,7 @@ FLOAT8_RECIPES = ("none", "tensorwise", "rowwise")
 FROZEN_BASE_RECIPE = "rowwise"
 """The one recipe of a float8 frozen base (LoRA)."""
 E4M3 = torch.float8_e4m3fn
-_SKIPPED_NAMES = ("output", "lora_a", "lora_b")
+_ADAPTER_NAMES = ("lora_a", "lora_b")  # rank 16 is too narrow for the FP8 GEMM shapes
 
 
 def check_float8_available(recipe: str, device: torch.device) -> None:
@@ -60,15 +60,17 @@ def check_float8_available(recipe: str, device: torch.device) -> None:
             )
 
 
-def _wants_float8(module: nn.Module, fqn: str) -> bool:
+def _wants_float8(module: nn.Module, fqn: str, skip: tuple[str, ...]) -> bool:
     if type(module) is not nn.Linear:
         return False
-    if fqn.rpartition(".")[2] in _SKIPPED_NAMES:
+    if fqn.rpartition(".")[2] in (*_ADAPTER_NAMES, *skip):
         return False
     return module.in_features % 16 == 0 and module.out_features % 16 == 0
 
 
-def apply_float8(model: nn.Module, *, recipe: str, fsdp: bool = False) -> int:
+def apply_float8(
+    model: nn.Module, *, recipe: str, fsdp: bool = False, skip: tuple[str, ...] = ()
+) -> int:
     """Swap the eligible Linear layers of `model` for torchao Float8Linear, in place.
 
     Call before tensor parallel, compile and FSDP (parallelize_model does). fsdp: whether FSDP2
@@ -86,7 +88,7 @@ def apply_float8(model: nn.Module, *, recipe: str, fsdp: bool = False) -> int:
     converted: list[str] = []
 
     def keep(module: nn.Module, fqn: str) -> bool:
-        ok = _wants_float8(module, fqn)
+        ok = _wants_float8(module, fqn, skip)
         if ok:
             converted.append(fqn)
         return ok
@@ -271,7 +273,7 @@ class Float8LoRALinear(_Float8FrozenWeight, LoRALinear):
         return new
 
 
-def apply_float8_frozen_base(model: nn.Module, *, recipe: str) -> int:
+def apply_float8_frozen_base(model: nn.Module, *, recipe: str, skip: tuple[str, ...] = ()) -> int:
     """LoRA: store every frozen Linear weight of the transformer blocks in float8, in place.
 
     Plain Linear layers become ``Float8FrozenLinear``, LoRA layers ``Float8LoRALinear`` (same
@@ -290,7 +292,7 @@ def apply_float8_frozen_base(model: nn.Module, *, recipe: str) -> int:
     count = 0
     for fqn, module in list(model.named_modules()):
         parent_name, _, leaf = fqn.rpartition(".")
-        if not isinstance(module, nn.Linear) or leaf in _SKIPPED_NAMES:
+        if not isinstance(module, nn.Linear) or leaf in (*_ADAPTER_NAMES, *skip):
             continue
         if module.weight.requires_grad or module.bias is not None:
             continue

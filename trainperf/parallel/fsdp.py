@@ -1,9 +1,9 @@
 """Fully sharded data parallel with FSDP2 (`torch.distributed.fsdp.fully_shard`).
 
-One FSDP unit per TransformerBlock (its parameters are all-gathered just before the block runs
-and freed after), then the root, which takes the remaining parameters (tok_embeddings, norm,
-output). Applied last, after TP: on a 2-D mesh the parameters become DTensors sharded over
-("dp_shard", "tp") and FSDP all-gathers over dp_shard only.
+One FSDP unit per block of the family's plan (its parameters are all-gathered just before the
+block runs and freed after), then the root, which takes the remaining parameters (a Llama's
+tok_embeddings, norm, output). Applied last, after TP: on a 2-D mesh the parameters become
+DTensors sharded over ("dp_shard", "tp") and FSDP all-gathers over dp_shard only.
 """
 
 from __future__ import annotations
@@ -16,13 +16,15 @@ from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
 
 def apply_fsdp(
     model: nn.Module,
+    blocks: list[nn.Module],
     dp_mesh: DeviceMesh,
     *,
     param_dtype: torch.dtype = torch.float32,
     reduce_dtype: torch.dtype = torch.float32,
     reshard_after_forward: bool = True,
 ) -> None:
-    """Shard `model` (a `Llama`) over the 1-D `dp_mesh`, in place.
+    """Shard `model` over the 1-D `dp_mesh`, in place: one unit per block of `blocks` (forward
+    order), then the root with the remaining parameters.
 
     param_dtype: dtype of the all-gathered parameters the forward and backward compute with
     (the sharded master copy keeps its own dtype, float32). reduce_dtype: dtype of the gradient
@@ -32,7 +34,6 @@ def apply_fsdp(
     """
     assert dp_mesh.ndim == 1, f"apply_fsdp needs a 1-D mesh, got {dp_mesh.ndim}-D"
     mp_policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
-    blocks = list(model.layers.values())
     for i, block in enumerate(blocks):
         # The last block's backward starts right after the forward ends: keep it gathered
         # (torchtitan does the same).

@@ -1,27 +1,18 @@
-"""Tensor parallel (Megatron-style) with optional sequence parallel, for `trainperf.models.llama`.
+"""Tensor parallel (Megatron-style) with optional sequence parallel: applies a family's plan.
 
-The plan is torchtitan's (`models/llama3/infra/parallelize.py`):
-
-- attention: wq, wk, wv (or the fused wqkv) column-parallel, so each rank computes whole heads;
-  wo row-parallel, its partial sums reduced. SwiGLU likewise: w1, w3 column, w2 row.
-- tok_embeddings row-parallel (vocabulary rows split; out-of-shard tokens give zeros that the
-  reduction fills in); output column-parallel (vocabulary rows split), logits gathered.
-- sequence parallel: between the matmul regions the activations are split along the sequence
-  (dim 1) instead of replicated, so the norms and residual adds do 1/tp of the work and memory;
-  the all-reduce of each row-parallel layer becomes a reduce-scatter + all-gather pair.
+A family's ``parallelize.py`` builds a `TensorParallelPlan` (torch's ``parallelize_module``
+styles for its root and for every block) from the pieces here: `colwise` / `rowwise` for its
+Linears, `norm_style` for the norms between matmul regions, `between_blocks` for the layout of
+the activations there. With sequence parallel the activations between the matmul regions are
+split along the sequence (dim 1) instead of replicated, so the norms and residual adds do 1/tp
+of the work and memory; the all-reduce of each row-parallel layer becomes a reduce-scatter +
+all-gather pair.
 
 LoRA (`LoRALinear`, Megatron/NeMo's layout): a column-parallel base keeps its adapter's A
 replicated and splits B's rows like the base's, so the adapter's output has the base's shards;
 a row-parallel base splits A's columns like the base's and keeps B replicated, so the adapter's
 output is a partial sum that the base's own reduction (reduce-scatter with SP) sums with it.
 The replicated adapter matrix gets partial gradients, reduced like the norms' (below).
-
-The model's forward runs unchanged: Attention reshapes to `-1` heads, so on each rank it sees
-n_heads / tp query heads and n_kv_heads / tp K/V heads, which keep their grouping because
-ColwiseParallel splits the rows of wq and wk/wv into contiguous equal blocks (rank r holds query
-heads [r * n_heads / tp, ...) and exactly the K/V heads those query heads use). A fused wqkv
-must therefore lay out its rows per K/V group ([n_rep q heads, k, v] for each group), so that a
-contiguous block of rows is a set of whole groups.
 """
 
 from __future__ import annotations
@@ -39,52 +30,68 @@ from torch.distributed.tensor import (
 from torch.distributed.tensor.parallel import (
     ColwiseParallel,
     ParallelStyle,
-    PrepareModuleInput,
     RowwiseParallel,
     SequenceParallel,
     parallelize_module,
 )
 
 from trainperf.models.lora import LoRALinear
-
-# Attention input projections that any version of the model may have (fused_qkv -> wqkv).
-_QKV_NAMES = ("wq", "wk", "wv", "wqkv")
+from trainperf.parallel.plan import TensorParallelPlan
 
 
-def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, *, sequence_parallel: bool = True) -> None:
-    """Shard `model` (a `Llama`, on meta or materialized) over the 1-D `tp_mesh`, in place.
-
-    Logits come back replicated as a plain (B, T, vocab_size) tensor on every rank, so the loss
-    code needs no change. TODO([speed]): loss parallel (output Shard(-1) + `loss_parallel()`)
-    saves the all-gather of the logits and (tp - 1) / tp of their memory.
+def apply_tp(model: nn.Module, tp_mesh: DeviceMesh, plan: TensorParallelPlan) -> None:
+    """Shard `model` (on meta or materialized) over the 1-D `tp_mesh` by its family's `plan`,
+    in place. Frozen parameters stay frozen; sequence-parallel norms and LoRA's replicated
+    adapter matrices get their gradients reduced over the tp ranks.
     """
     assert tp_mesh.ndim == 1, f"apply_tp needs a 1-D mesh, got {tp_mesh.ndim}-D; use mesh['tp']"
-    root_plan = _root_plan(sequence_parallel=sequence_parallel)
-    block_plans = [
-        (block, _block_plan(block, sequence_parallel=sequence_parallel))
-        for block in model.layers.values()
-    ]
-    _check_plain_linears(model, root_plan, "")
-    for block, plan in block_plans:
-        _check_plain_linears(block, plan, f"layers.{block.layer_id}.")
+    _check_plain_linears(model, plan.root, "")
+    for block, block_plan in plan.blocks:
+        _check_plain_linears(block, block_plan, f"{_name_of(model, block)}.")
     # torch's styles wrap the parameters they distribute in new nn.Parameters that require
     # gradients; a frozen one (a LoRA base, its norms and embeddings) must stay frozen
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-    parallelize_module(model, tp_mesh, root_plan)
-    for block, plan in block_plans:
-        parallelize_module(block, tp_mesh, plan)
+    parallelize_module(model, tp_mesh, plan.root)
+    for block, block_plan in plan.blocks:
+        parallelize_module(block, tp_mesh, block_plan)
     for name, param in model.named_parameters():
         if name in frozen:
             param.requires_grad_(False)
-    if sequence_parallel:
-        norms = [model.norm] + [
-            m for b in model.layers.values() for m in (b.attention_norm, b.ffn_norm)
-        ]
-        for norm in norms:
-            norm.register_forward_pre_hook(_hook_grad_reduction)
+    for norm in plan.sequence_parallel_norms:
+        norm.register_forward_pre_hook(_hook_grad_reduction)
     for module in model.modules():
         if isinstance(module, LoRALinear):  # its replicated adapter matrix
             module.register_forward_pre_hook(_hook_grad_reduction)
+
+
+def _name_of(model: nn.Module, module: nn.Module) -> str:
+    return next((n for n, m in model.named_modules() if m is module), type(module).__name__)
+
+
+def between_blocks(*, sequence_parallel: bool) -> Placement:
+    """Layout of the activations between the matmul regions: split along the sequence (dim 1)
+    with sequence parallel, replicated without."""
+    return Shard(1) if sequence_parallel else Replicate()
+
+
+def norm_style(*, sequence_parallel: bool) -> ParallelStyle:
+    """A norm between matmul regions: sequence-parallel, or replicated on every tp rank."""
+    return SequenceParallel() if sequence_parallel else ReplicateParallel()
+
+
+def colwise(parent: nn.Module, name: str) -> ParallelStyle:
+    """Column-parallel style for the Linear `parent.name` (LoRA-aware)."""
+    if isinstance(getattr(parent, name), LoRALinear):
+        return _LoRAParallel(colwise=True)
+    return ColwiseParallel()
+
+
+def rowwise(parent: nn.Module, name: str, *, output_layout: Placement) -> ParallelStyle:
+    """Row-parallel style for the Linear `parent.name` (LoRA-aware), its output reduced to
+    `output_layout`."""
+    if isinstance(getattr(parent, name), LoRALinear):
+        return _LoRAParallel(colwise=False, output_layout=output_layout)
+    return RowwiseParallel(output_layouts=output_layout)
 
 
 def _hook_grad_reduction(module: nn.Module, args: tuple) -> None:
@@ -118,60 +125,6 @@ def _check_plain_linears(module: nn.Module, plan: dict[str, ParallelStyle], pref
                     f"tensor parallel cannot shard {prefix}{name} ({type(sub).__name__}): it has "
                     "submodules that no tensor-parallel plan knows; use tp=1"
                 )
-
-
-def _root_plan(*, sequence_parallel: bool) -> dict[str, ParallelStyle]:
-    # Between blocks the activations are (B, T / tp, dim) with SP, (B, T, dim) without.
-    between = Shard(1) if sequence_parallel else Replicate()
-    plan: dict[str, ParallelStyle] = {
-        "tok_embeddings": RowwiseParallel(input_layouts=Replicate(), output_layouts=between),
-        "output": ColwiseParallel(
-            input_layouts=between, output_layouts=Replicate(), use_local_output=True
-        ),
-    }
-    plan["norm"] = SequenceParallel() if sequence_parallel else _ReplicateParallel()
-    return plan
-
-
-def _block_plan(block: nn.Module, *, sequence_parallel: bool) -> dict[str, ParallelStyle]:
-    names = [n for n in _QKV_NAMES if isinstance(getattr(block.attention, n, None), nn.Module)]
-    assert names, f"no attention input projection among {_QKV_NAMES} in {type(block.attention)}"
-    between = Shard(1) if sequence_parallel else Replicate()
-    norm_style = SequenceParallel if sequence_parallel else _ReplicateParallel
-    plan: dict[str, ParallelStyle] = {
-        "attention_norm": norm_style(),
-        # Turn the block's (B, T / tp, dim) or (B, T, dim) input into a replicated (B, T, dim)
-        # DTensor once (an all-gather with SP). It stays a DTensor (x.shape is the global shape),
-        # so in backward the partial gradients of wq, wk, wv (w1, w3) add up first and take one
-        # reduce-scatter (all-reduce without SP), instead of one all-reduce per projection. The
-        # projections return plain local tensors, so RoPE and SDPA never see a DTensor.
-        # Attention's second input, the RoPE table, is left alone (None).
-        "attention": PrepareModuleInput(
-            input_layouts=(between, None), desired_input_layouts=(Replicate(), None)
-        ),
-        **{f"attention.{name}": _colwise(block.attention, name) for name in names},
-        "attention.wo": _rowwise(block.attention, "wo", output_layout=between),
-        "ffn_norm": norm_style(),
-        "feed_forward": PrepareModuleInput(
-            input_layouts=(between,), desired_input_layouts=(Replicate(),)
-        ),
-        "feed_forward.w1": _colwise(block.feed_forward, "w1"),
-        "feed_forward.w3": _colwise(block.feed_forward, "w3"),
-        "feed_forward.w2": _rowwise(block.feed_forward, "w2", output_layout=between),
-    }
-    return plan
-
-
-def _colwise(parent: nn.Module, name: str) -> ParallelStyle:
-    if isinstance(getattr(parent, name), LoRALinear):
-        return _LoRAParallel(colwise=True)
-    return ColwiseParallel()
-
-
-def _rowwise(parent: nn.Module, name: str, *, output_layout: Placement) -> ParallelStyle:
-    if isinstance(getattr(parent, name), LoRALinear):
-        return _LoRAParallel(colwise=False, output_layout=output_layout)
-    return RowwiseParallel(output_layouts=output_layout)
 
 
 class _LoRAParallel(ParallelStyle):
@@ -226,7 +179,7 @@ class _LoRAParallel(ParallelStyle):
         return out.to_local()
 
 
-class _ReplicateParallel(ParallelStyle):
+class ReplicateParallel(ParallelStyle):
     """Replicated parameters, replicated plain-tensor input and output (norms without SP).
 
     The norm computes the same thing on every TP rank; its weight becomes a Replicate DTensor

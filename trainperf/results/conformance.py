@@ -1,22 +1,24 @@
 """A run's LR schedule and evaluation cadence against what its benchmark's rules require (or,
 for our reduced-scale runs, what the run's ``config_<i>.json`` gives).
 
-The rules are the benchmark modules' constants (``trainperf.benchmarks.*``) and the training
-rules' evaluation table (mlperf_spec.md section 1.3): every N samples rounded up to the GBS,
-skipping the first evaluations where the rules allow it. Functions return plain-language
-problems; ``trainperf.results.diagnose`` turns them into verdicts.
+The rules are the benchmark specs' (``get_benchmark(name)``: evaluation rules, required
+hyperparameters, RCP points), from the training rules' evaluation table (mlperf_spec.md section
+1.3): every N samples rounded up to the GBS, skipping the first evaluations where the rules allow
+it. Functions return plain-language problems; ``trainperf.results.diagnose`` turns them into
+verdicts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 from mlperf_logging.mllog import constants as C
 
 from trainperf.benchmarks import BENCHMARKS
+from trainperf.benchmarks.spec import BenchmarkSpec
 from trainperf.results.curves import RunCurves, as_int
 from trainperf.results.parse import RunSummary
 
@@ -30,7 +32,7 @@ LR_RTOL = 2e-3
 class RunRules:
     """What one run is judged against: the benchmark's rules, or our config at a reduced scale."""
 
-    module: ModuleType | None
+    spec: BenchmarkSpec | None
     gbs: int | None
     full: bool
     """Judged by the full-scale rules (published logs, or our runs at scale 'full')."""
@@ -42,20 +44,20 @@ class RunRules:
 
     @classmethod
     def of(cls, summary: RunSummary, config: dict[str, Any] | None) -> RunRules:
-        module = BENCHMARKS.get(summary.benchmark or "")
+        spec = BENCHMARKS.get(summary.benchmark or "")
         train = dict((config or {}).get("train") or {})
         full = config is None or config.get("scale") == "full"
         gbs = summary.global_batch_size or as_int(train.get("global_batch_size"))
         target = train.get("target")
         every = train.get("eval_every_samples")
         skip = train.get("eval_skip")
-        if module is not None and full:
-            target = module.EVAL_ACCURACY_TARGET if target is None else target
-            every = module.EVALUATION_FREQUENCY if every is None else every
-            if skip is None and hasattr(module, "evaluations_skipped") and gbs:
-                skip = module.evaluations_skipped(gbs)
+        if spec is not None and full:
+            target = spec.eval.target if target is None else target
+            every = spec.eval.every_samples if every is None else every
+            if skip is None and gbs:
+                skip = spec.eval.first_eval_index(gbs) - 1
         interval = -(-every // gbs) * gbs if every and gbs else None
-        return cls(module, gbs, full, target, interval, int(skip or 0), train)
+        return cls(spec, gbs, full, target, interval, int(skip or 0), train)
 
     def max_samples(self, hyper: dict[str, Any]) -> int | None:
         """Samples the run may train: max_steps (or the LoRA schedule's horizon) x GBS."""
@@ -77,35 +79,36 @@ def schedule_problems(curves: RunCurves, rules: RunRules, notes: list[str]) -> l
 
 def _expected_hyperparameters(hyper: dict[str, Any], rules: RunRules) -> dict[str, Any]:
     """Key -> the value the rules (full scale) or our config (any scale) require."""
-    name = getattr(rules.module, "SUBMISSION_BENCHMARK", None)
-    base = hyper.get(C.OPT_BASE_LR)
-    warmup = as_int(hyper.get(C.OPT_LR_WARMUP_STEPS))
-    want: dict[str, Any] = {}
-    m, gbs = rules.module, rules.gbs
-    if rules.full and name == C.LLAMA31_8B:
-        want[C.MAX_STEPS] = m.MAX_STEPS
-        if warmup is not None:
-            want[C.OPT_LR_DECAY_STEPS] = m.MAX_STEPS - warmup
-        if isinstance(base, int | float):
-            want[C.OPT_END_LR] = base * m.OPT_END_LEARNING_RATE_FACTOR
-    if rules.full and name == C.LLAMA31_405B and gbs:
-        want[C.OPT_BASE_LR] = m.base_learning_rate(gbs)
-        want[C.OPT_LR_WARMUP_STEPS] = m.warmup_steps(gbs)
-        want[C.OPT_LR_DECAY_STEPS] = m.decay_steps(gbs)
-        want[C.OPT_END_LR] = m.OPT_END_LEARNING_RATE
-    if name in (C.LLAMA31_8B, C.LLAMA31_405B):
-        want[C.OPT_LR_DECAY_SCHEDULE] = m.OPT_LEARNING_RATE_DECAY_SCHEDULE
-    t = rules.config_train
-    if t.get("lr") is not None:
-        want[C.OPT_BASE_LR] = t["lr"]
-        if name == C.LLAMA2_70B_LORA:
-            want[C.OPT_LR_TRAINING_STEPS] = t["max_steps"]
-            want[C.OPT_LR_WARMUP_FACTOR] = t["warmup_steps"] / t["max_steps"]
-        else:
-            want[C.OPT_LR_WARMUP_STEPS] = t["warmup_steps"]
-            want[C.OPT_LR_DECAY_STEPS] = t["max_steps"] - t["warmup_steps"]
-            want[C.OPT_END_LR] = t["lr"] * t["end_lr_factor"]
+    if rules.spec is None:
+        return {}
+    want = rules.spec.required_hyperparameters(hyper, rules.gbs, rules.full)
+    want.update(_config_schedule(rules.spec, rules.config_train))
     return want
+
+
+_SCHEDULE_KEYS = (
+    C.OPT_BASE_LR,
+    C.OPT_END_LR,
+    C.OPT_LR_WARMUP_STEPS,
+    C.OPT_LR_DECAY_STEPS,
+    C.OPT_LR_WARMUP_FACTOR,
+    C.OPT_LR_TRAINING_STEPS,
+)
+
+
+def _config_schedule(spec: BenchmarkSpec, train: dict[str, Any]) -> dict[str, Any]:
+    """The schedule keys our run's config logs (its spec's hyperparameter events on the
+    config's train section), or nothing when the config has no learning rate."""
+    if train.get("lr") is None:
+        return {}
+    base = spec.default_config(next(iter(spec.scales)))
+    fields = {f.name for f in dataclasses.fields(base.train)}
+    known = {k: v for k, v in train.items() if k in fields}
+    try:
+        cfg = dataclasses.replace(base, train=dataclasses.replace(base.train, **known))
+    except (TypeError, ValueError):
+        return {}
+    return {k: v for k, v in spec.hyperparameter_events(cfg) if k in _SCHEDULE_KEYS}
 
 
 def _hyperparameter_problems(hyper: dict[str, Any], rules: RunRules) -> list[str]:
@@ -192,11 +195,10 @@ def _schedule_words(hyper: dict[str, Any]) -> str:
 
 def _rcp_notes(hyper: dict[str, Any], rules: RunRules) -> list[str]:
     """Where the run differs from the RCP's hyperparameters in what the rules leave free."""
-    table = getattr(rules.module, "RCP_HYPERPARAMETERS", None)
-    if not rules.full or not table or rules.gbs not in table:
+    table = rules.spec.rcp_points if rules.spec is not None else {}
+    if not rules.full or rules.gbs not in table:
         return []
-    rcp = table[rules.gbs]
-    rcp_lr = rcp[0] if isinstance(rcp, tuple) else rcp
+    rcp_lr, rcp_warmup_samples = table[rules.gbs]
     base = hyper.get(C.OPT_BASE_LR)
     notes = []
     if isinstance(base, int | float) and not _same(base, rcp_lr):
@@ -204,13 +206,13 @@ def _rcp_notes(hyper: dict[str, Any], rules: RunRules) -> list[str]:
             f"opt_base_learning_rate {base:g} differs from the RCP's {rcp_lr:g} at GBS "
             f"{rules.gbs} (the rules leave it free)"
         )
-    if isinstance(rcp, tuple):
+    if rcp_warmup_samples is not None:
         warmup = as_int(hyper.get(C.OPT_LR_WARMUP_STEPS))
-        rcp_warmup = rcp[1] // rules.gbs
+        rcp_warmup = rcp_warmup_samples // rules.gbs
         if warmup is not None and warmup != rcp_warmup:
             notes.append(
                 f"opt_learning_rate_warmup_steps {warmup} differs from the RCP's {rcp_warmup} "
-                f"({rcp[1]} samples / GBS {rules.gbs}; the rules leave it free)"
+                f"({rcp_warmup_samples} samples / GBS {rules.gbs}; the rules leave it free)"
             )
     return notes
 

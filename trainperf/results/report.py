@@ -197,8 +197,8 @@ def _seq_len(curves: RunCurves, config: dict[str, Any] | None, benchmark: str | 
         return logged
     if config is not None:
         return (config.get("train") or {}).get("seq_len")
-    module = BENCHMARKS.get(benchmark or "")
-    return getattr(module, "MAX_SEQUENCE_LENGTH", None)
+    spec = BENCHMARKS.get(benchmark or "")
+    return spec.rules.get(C.MAX_SEQUENCE_LENGTH) if spec is not None else None
 
 
 def _blocks(events: list[MLLogEvent]) -> list[Block]:

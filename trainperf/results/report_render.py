@@ -52,8 +52,8 @@ def _target(report: Report) -> float | None:
         target = ((run.config or {}).get("train") or {}).get("target")
         if target is not None:
             return float(target)
-    module = BENCHMARKS.get(report.score.benchmark or "")
-    return getattr(module, "EVAL_ACCURACY_TARGET", None)
+    spec = BENCHMARKS.get(report.score.benchmark or "")
+    return spec.eval.target if spec is not None else None
 
 
 def _draw_loss(fig: Any, report: Report) -> None:

@@ -29,13 +29,16 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mlperf_logging.mllog import constants as C
 
 from trainperf.results.curves import least_squares_slope
 from trainperf.results.parse import MLLogEvent, RunSummary, parse_line, summarize_events
 from trainperf.results.score import required_run_count, sort_naturally
+
+if TYPE_CHECKING:
+    from trainperf.benchmarks.spec import BenchmarkSpec
 
 __all__ = [
     "EXIT_FAILED",
@@ -201,9 +204,8 @@ class RunState:
         cfg_target = self._train_config("target")
         if _number(cfg_target) is not None:
             return float(cfg_target), "config"
-        module = _benchmark_module(self.summary.benchmark)
-        target = getattr(module, "EVAL_ACCURACY_TARGET", None)
-        return (float(target), "rules") if target is not None else (None, "unknown")
+        spec = _benchmark_spec(self.summary.benchmark)
+        return (spec.eval.target, "rules") if spec is not None else (None, "unknown")
 
     def _train_config(self, key: str) -> Any:
         train = (self.config or {}).get("train")
@@ -228,7 +230,8 @@ class RunState:
         rate = self.logged_throughput or self.samples_per_s
         seq = self.seq_len or _number(self._train_config("seq_len"))
         if seq is None:
-            seq = getattr(_benchmark_module(self.summary.benchmark), "MAX_SEQUENCE_LENGTH", None)
+            spec = _benchmark_spec(self.summary.benchmark)
+            seq = spec.rules.get(C.MAX_SEQUENCE_LENGTH) if spec is not None else None
         return None if rate is None or not seq else rate * seq
 
     @property
@@ -421,7 +424,7 @@ def _number(value: Any, default: float | None = None) -> float | None:
 @functools.lru_cache(maxsize=16)
 def _rcp_mean(benchmark: str, gbs: int) -> tuple[float | None, str]:
     """(RCP mean samples to converge, basis), or (None, why); cached: it reads the RCP files."""
-    from trainperf.results.perf import rcp_mean_samples
+    from trainperf.perf.estimate import rcp_mean_samples
 
     try:
         mean, basis, _ = rcp_mean_samples(benchmark, gbs)
@@ -430,7 +433,7 @@ def _rcp_mean(benchmark: str, gbs: int) -> tuple[float | None, str]:
     return mean, basis
 
 
-def _benchmark_module(name: str | None) -> Any:
+def _benchmark_spec(name: str | None) -> BenchmarkSpec | None:
     from trainperf.benchmarks import BENCHMARKS
 
     return BENCHMARKS.get(name) if name else None

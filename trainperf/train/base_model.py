@@ -11,12 +11,14 @@ fingerprint of the inputs, so a second call returns at once.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from rich.console import Console
@@ -24,9 +26,13 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from trainperf.config import Config, DataConfig, LogConfig, ModelConfig, TrainConfig
 from trainperf.data.prepare import DataPaths, data_paths, prepare_data
+from trainperf.data.readers import read_pretraining
 from trainperf.mlperf.logger import MLPerfLogger
-from trainperf.models.hf_adapter import save_hf_checkpoint
+from trainperf.train.tasks import CausalLMTask
 from trainperf.train.trainer import Trainer
+
+if TYPE_CHECKING:
+    from trainperf.benchmarks.spec import BenchmarkSpec
 
 BASE_FORMAT_VERSION = 1
 BASE_SEED = 1234
@@ -86,8 +92,21 @@ def cached_base(model_dir: Path, fingerprint: str) -> bool:
     return manifest.get("fingerprint") == fingerprint and (model_dir / "config.json").is_file()
 
 
-def prepare_base_model(cfg: Config, paths: DataPaths, *, progress: bool = True) -> Path:
-    """Pretrain (or reuse) the tiny base model into ``paths.model_dir``; returns the folder."""
+def pretraining_spec(spec: BenchmarkSpec) -> BenchmarkSpec:
+    """The fine-tuning benchmark's spec turned to pretraining its base: the same model family,
+    next-token loss on every token of the built-in corpus's windows."""
+    return dataclasses.replace(
+        spec,
+        task=CausalLMTask(reduction="token"),
+        data=dataclasses.replace(spec.data, source="builtin", reader=read_pretraining),
+    )
+
+
+def prepare_base_model(
+    cfg: Config, spec: BenchmarkSpec, paths: DataPaths, *, progress: bool = True
+) -> Path:
+    """Pretrain (or reuse) the tiny base model of a fine-tuning config `cfg` of benchmark
+    `spec` into ``paths.model_dir``; returns the folder."""
     assert paths.model_dir is not None, "this config has no base model folder"
     console = Console(stderr=True, quiet=not progress)
     base_cfg = base_pretraining_config(cfg)
@@ -98,7 +117,13 @@ def prepare_base_model(cfg: Config, paths: DataPaths, *, progress: bool = True) 
         console.print(f"[green]✓[/green] cached base model in {out}")
         return out
     t0 = time.perf_counter()
-    trainer = Trainer(base_cfg, data_paths(base_cfg), ml=MLPerfLogger(None), console=console)
+    trainer = Trainer(
+        base_cfg,
+        pretraining_spec(spec),
+        data_paths(base_cfg),
+        ml=MLPerfLogger(None),
+        console=console,
+    )
     trainer.setup()
     bar = Progress(
         TextColumn("[bold]pretrain tiny base"),
@@ -120,7 +145,7 @@ def prepare_base_model(cfg: Config, paths: DataPaths, *, progress: bool = True) 
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        save_hf_checkpoint(trainer.model, tmp)
+        spec.family.save_checkpoint(trainer.model, tmp)
         info = {
             "fingerprint": fingerprint,
             "steps": BASE_STEPS,

@@ -24,8 +24,9 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from trainperf.train.tasks import REDUCTIONS
+
 IGNORE_INDEX = -100
-REDUCTIONS = ("token", "sample")
 
 
 def loss_terms(

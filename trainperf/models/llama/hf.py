@@ -16,22 +16,34 @@ is copied, so a bad checkpoint raises one ValueError and leaves the model untouc
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import save_file
 from torch import nn
 
+from trainperf.models.checkpoint import (
+    INDEX_FILE,
+    SINGLE_FILE,
+    RowSource,
+    TensorFiles,
+    base_params,
+    canonical_name,
+    full_tensor,
+    load_plan,
+    local_tensor,
+    quantized_owners,
+    rank,
+    read_json,
+    read_rows,
+    read_weight_map,
+    write_checkpoint_dir,
+)
 from trainperf.models.hub import resolve_checkpoint
-from trainperf.models.llama import (
+from trainperf.models.llama.model import (
     Llama,
     LlamaConfig,
     RopeScaling,
@@ -39,15 +51,7 @@ from trainperf.models.llama import (
     precompute_rope_cache,
 )
 
-try:  # torch builds without distributed support have no DTensor
-    from torch.distributed.tensor import DTensor
-    from torch.distributed.tensor._utils import compute_local_shape_and_global_offset
-except ImportError:  # pragma: no cover
-    DTensor = None  # type: ignore[assignment,misc]
-
 CONFIG_FILE = "config.json"
-INDEX_FILE = "model.safetensors.index.json"
-SINGLE_FILE = "model.safetensors"
 ADAPTER_FILE = "adapter_model.safetensors"
 ADAPTER_CONFIG_FILE = "adapter_config.json"
 PEFT_PREFIX = "base_model.model."
@@ -78,7 +82,6 @@ _LAYER_NAMES = {
 }
 _QKV = ("wq", "wk", "wv", "wqkv")
 # Module wrappers (activation checkpointing, torch.compile, FSDP1) that insert a name segment.
-_WRAPPERS = ("_checkpoint_wrapped_module.", "_orig_mod.", "_fsdp_wrapped_module.")
 _IGNORED_HF = re.compile(r"\.rotary_emb\.inv_freq$")  # old checkpoints store the RoPE table
 
 
@@ -206,13 +209,6 @@ def check_config_matches(ours: LlamaConfig, theirs: LlamaConfig) -> None:
 # --- names and row layouts ----------------------------------------------------------------------
 
 
-def canonical_name(name: str) -> str:
-    """Our parameter name without wrapper segments (activation checkpointing, torch.compile)."""
-    for wrapper in _WRAPPERS:
-        name = name.replace(wrapper, "")
-    return name
-
-
 def hf_module_name(module: str) -> str:
     """HF name of our module: `layers.3.attention.wq` -> `model.layers.3.self_attn.q_proj`."""
     if module in _TOP_NAMES:
@@ -255,205 +251,25 @@ def _qkv_sizes(cfg: LlamaConfig) -> dict[str, int]:
     return {"wq": q, "wk": kv, "wv": kv, "wqkv": q + 2 * kv}
 
 
-@dataclass(frozen=True)
-class _Source:
-    """Where our tensor's rows come from: our row r = concat(names)[index[r]] (None: identity)."""
-
-    names: tuple[str, ...]
-    rows: tuple[int, ...]  # rows of each HF tensor
-    index: torch.Tensor | None
-
-
-def _source(module: str, suffix: str, cfg: LlamaConfig, *, hf_fused: bool) -> _Source:
+def _source(module: str, suffix: str, cfg: LlamaConfig, *, hf_fused: bool) -> RowSource:
     """Source of our tensor `{module}.{ours suffix}` in an HF layout whose tensors end in `suffix`
     (`weight`, or PEFT's `lora_B.weight`)."""
     leaf = module.rsplit(".", 1)[-1]
     if leaf not in _QKV or not module.endswith(f"attention.{leaf}"):
-        return _Source((f"{hf_module_name(module)}.{suffix}",), (-1,), None)
+        return RowSource((f"{hf_module_name(module)}.{suffix}",), (-1,), None)
     prefix = hf_module_name(module).rsplit(".", 1)[0]
     sizes = _qkv_sizes(cfg)
     index = qkv_row_index(cfg, leaf)
     if hf_fused:
-        return _Source((f"{prefix}.qkv_proj.{suffix}",), (sizes["wqkv"],), index)
+        return RowSource((f"{prefix}.qkv_proj.{suffix}",), (sizes["wqkv"],), index)
     if leaf == "wqkv":
         names = tuple(f"{prefix}.{x}_proj.{suffix}" for x in "qkv")
-        return _Source(names, (sizes["wq"], sizes["wk"], sizes["wv"]), index)
+        return RowSource(names, (sizes["wq"], sizes["wk"], sizes["wv"]), index)
     offset = {"wq": 0, "wk": sizes["wq"], "wv": sizes["wq"] + sizes["wk"]}[leaf]
-    return _Source((f"{prefix}.{leaf[1]}_proj.{suffix}",), (sizes[leaf],), index - offset)
+    return RowSource((f"{prefix}.{leaf[1]}_proj.{suffix}",), (sizes[leaf],), index - offset)
 
 
 # --- reading shards -----------------------------------------------------------------------------
-
-
-def _local_box(param: torch.Tensor) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """(shape, global offset) of the part of `param` this rank holds (all of it if not a DTensor).
-
-    FSDP2 pads uneven shards in storage only: `to_local()` has the unpadded chunk shape that
-    `compute_local_shape_and_global_offset` returns.
-    """
-    if DTensor is not None and isinstance(param, DTensor):
-        shape, offset = compute_local_shape_and_global_offset(
-            param.shape, param.device_mesh, param.placements
-        )
-        return tuple(shape), tuple(offset)
-    return tuple(param.shape), (0,) * param.dim()
-
-
-def _local_tensor(param: torch.Tensor) -> torch.Tensor:
-    return param.to_local() if DTensor is not None and isinstance(param, DTensor) else param
-
-
-class _Files:
-    """Open safetensors files of one checkpoint, by tensor name; closed on exit."""
-
-    def __init__(self, folder: Path, weight_map: dict[str, str], stack: contextlib.ExitStack):
-        self.folder, self.weight_map, self._stack = folder, weight_map, stack
-        self._open: dict[str, object] = {}
-
-    def handle(self, name: str):  # -> safetensors safe_open handle
-        file = self.weight_map[name]
-        if file not in self._open:
-            try:
-                handle = safe_open(str(self.folder / file), framework="pt", device="cpu")
-            except Exception as e:  # safetensors raises its own error types for bad headers
-                raise ValueError(
-                    f"safetensors file {self.folder / file} is unreadable: {e}"
-                ) from None
-            self._open[file] = self._stack.enter_context(handle)
-        return self._open[file]
-
-    def slice(self, name: str):
-        return self.handle(name).get_slice(name)
-
-
-def _read_local(
-    files: _Files, src: _Source, shape: tuple[int, ...], offset: tuple[int, ...]
-) -> torch.Tensor:
-    """Our rows [offset[0], offset[0] + shape[0]) (and columns likewise) read from `src`, reading
-    from each HF tensor only the smallest row range that covers the rows needed."""
-    r0, r1 = offset[0], offset[0] + shape[0]
-    cols = slice(offset[1], offset[1] + shape[1]) if len(shape) == 2 else None
-    index = torch.arange(r0, r1) if src.index is None else src.index[r0:r1]
-    out: torch.Tensor | None = None
-    start = 0
-    for name, rows in zip(src.names, src.rows):
-        rows = rows if rows >= 0 else r1  # identity sources do not record the size
-        pos = ((index >= start) & (index < start + rows)).nonzero().squeeze(1)
-        hf_rows, start = index[pos] - start, start + rows
-        if len(pos) == 0:
-            continue
-        lo, hi = int(hf_rows.min()), int(hf_rows.max()) + 1
-        block = files.slice(name)[lo:hi] if cols is None else files.slice(name)[lo:hi, cols]
-        if out is None:
-            out = block.new_empty(shape)
-        out[pos] = block[hf_rows - lo]
-    assert out is not None and tuple(out.shape) == shape, (src.names, shape)
-    return out
-
-
-_FLOAT_DTYPES = {"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"}
-
-
-def _expected_hf_shape(src: _Source, k: int, param: torch.Tensor) -> tuple[int, ...]:
-    rows = src.rows[k] if src.rows[k] >= 0 else param.shape[0]
-    return (rows, *param.shape[1:])
-
-
-def _validate(
-    files: _Files, plan: dict[str, _Source], params: dict[str, torch.Tensor], where: str
-) -> None:
-    """Every tensor `plan` needs is listed, present in its file, floating point, of the right
-    shape; and the checkpoint has nothing we would silently drop. ValueError otherwise."""
-    for ours, src in plan.items():
-        for k, name in enumerate(src.names):
-            if name not in files.weight_map:
-                raise ValueError(f"{where}: tensor {name} is missing (needed for our {ours})")
-            file = files.weight_map[name]
-            if not (files.folder / file).is_file():
-                raise ValueError(f"{where}: shard file {file} (holding {name}) does not exist")
-            handle = files.handle(name)
-            if name not in handle.keys():
-                raise ValueError(f"{where}: {file} has no tensor {name} though the index says so")
-            sl = handle.get_slice(name)
-            got, want = tuple(sl.get_shape()), _expected_hf_shape(src, k, params[ours])
-            if got != want:
-                raise ValueError(
-                    f"{where}: tensor {name} in {file} has shape {got}; expected {want} "
-                    f"(for our {ours})"
-                )
-            if sl.get_dtype() not in _FLOAT_DTYPES:
-                raise ValueError(
-                    f"{where}: tensor {name} in {file} has dtype {sl.get_dtype()}; expected a "
-                    "floating-point dtype (F32, BF16, F16, ...)"
-                )
-    used = {name for src in plan.values() for name in src.names}
-    extra = sorted(n for n in files.weight_map if n not in used and not _IGNORED_HF.search(n))
-    if extra:
-        raise ValueError(
-            f"{where}: {len(extra)} tensor(s) the model has no place for, e.g. "
-            f"{', '.join(extra[:3])}; wrong model flavor or architecture?"
-        )
-
-
-@torch.no_grad()
-def _load_plan(
-    folder: Path,
-    weight_map: dict[str, str],
-    plan: dict[str, _Source],
-    params: dict,
-    where: str,
-    quantized: dict[str, nn.Module] | None = None,
-) -> None:
-    """Validate everything, then fill each parameter's local shard in place; a `quantized`
-    weight (a float8 frozen base) is handed to its layer's ``load_weight_`` instead."""
-    with contextlib.ExitStack() as stack:
-        files = _Files(folder, weight_map, stack)
-        _validate(files, plan, params, where)
-        for ours, src in plan.items():
-            param = params[ours]
-            shape, offset = _local_box(param)
-            local = _local_tensor(param)
-            assert tuple(local.shape) == shape, (ours, tuple(local.shape), shape)
-            if local.numel() == 0:
-                continue
-            value = _read_local(files, src, shape, offset)
-            if quantized and ours in quantized:
-                quantized[ours].load_weight_(value)
-            else:
-                local.copy_(value)
-
-
-# --- loading ------------------------------------------------------------------------------------
-
-
-def _read_json(path: Path, what: str) -> dict:
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ValueError(f"{what} {path} does not exist") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"{what} {path} is unreadable: {e}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{what} {path} is not a JSON object")
-    return data
-
-
-def read_weight_map(folder: Path) -> dict[str, str]:
-    """HF tensor name -> safetensors file name, from the index or the single model.safetensors."""
-    index = folder / INDEX_FILE
-    if index.exists():
-        weight_map = _read_json(index, "safetensors index").get("weight_map")
-        if not isinstance(weight_map, dict) or not weight_map:
-            raise ValueError(f"safetensors index {index} has no 'weight_map' object")
-        return weight_map
-    single = folder / SINGLE_FILE
-    if not single.exists():
-        raise ValueError(f"{folder} has neither {INDEX_FILE} nor {SINGLE_FILE}")
-    try:
-        with safe_open(str(single), framework="pt") as f:
-            return dict.fromkeys(f.keys(), SINGLE_FILE)
-    except Exception as e:  # safetensors raises its own error types for bad headers
-        raise ValueError(f"safetensors file {single} is unreadable: {e}") from None
 
 
 def find_llama(model: nn.Module) -> Llama:
@@ -464,27 +280,11 @@ def find_llama(model: nn.Module) -> Llama:
     raise ValueError(f"no trainperf Llama inside {type(model).__name__}")
 
 
-def _base_params(model: nn.Module) -> dict[str, nn.Parameter]:
-    params = {canonical_name(n): p for n, p in model.named_parameters()}
-    params.update({name: owner.weight for name, owner in _quantized_owners(model).items()})
-    return {n: p for n, p in params.items() if ".lora_a." not in n and ".lora_b." not in n}
-
-
-def _quantized_owners(model: nn.Module) -> dict[str, nn.Module]:
-    """Layers whose frozen weight is a quantized buffer (parallel.float8 with LoRA), by the
-    weight's name; they store a high-precision value through ``load_weight_``."""
-    return {
-        canonical_name(f"{name}.weight"): mod
-        for name, mod in model.named_modules()
-        if hasattr(mod, "load_weight_") and "weight" in mod._buffers
-    }
-
-
 @torch.no_grad()
 def _reset_rope_cache(llama: Llama) -> None:
     buf = llama.rope_cache
     fresh = precompute_rope_cache(llama.cfg, device=buf.device).to(buf.dtype)
-    _local_tensor(buf).copy_(fresh)
+    local_tensor(buf).copy_(fresh)
 
 
 def load_hf_checkpoint(model: nn.Module, source: str | Path) -> None:
@@ -501,34 +301,25 @@ def load_hf_checkpoint(model: nn.Module, source: str | Path) -> None:
     llama = find_llama(model)
     if any(p.is_meta for p in model.parameters()):
         raise ValueError("model is on the meta device; call model.to_empty(device=...) first")
-    hf_config = _read_json(folder / CONFIG_FILE, "HF config")
+    hf_config = read_json(folder / CONFIG_FILE, "HF config")
     weight_map = read_weight_map(folder)
     hf_fused = any(".self_attn.qkv_proj." in name for name in weight_map)
     check_config_matches(llama.cfg, config_from_hf(hf_config, fused_qkv=hf_fused))
-    params = _base_params(model)
+    params = base_params(model)
     plan = {}
     for name in params:
         module, _, suffix = name.rpartition(".")
         plan[name] = _source(module, suffix, llama.cfg, hf_fused=hf_fused)
-    _load_plan(
+    load_plan(
         folder,
         weight_map,
         plan,
         params,
         where=f"checkpoint {folder}",
-        quantized=_quantized_owners(model),
+        quantized=quantized_owners(model),
+        ignored=_IGNORED_HF,
     )
     _reset_rope_cache(llama)
-
-
-class _DictFiles(_Files):
-    """`_Files` over in-memory tensors (a torch tensor slices like a safetensors slice)."""
-
-    def __init__(self, tensors: dict[str, torch.Tensor]) -> None:
-        self.tensors = tensors
-
-    def slice(self, name: str) -> torch.Tensor:
-        return self.tensors[name]
 
 
 def from_hf_state_dict(hf: dict[str, torch.Tensor], cfg: LlamaConfig) -> dict[str, torch.Tensor]:
@@ -544,7 +335,7 @@ def from_hf_state_dict(hf: dict[str, torch.Tensor], cfg: LlamaConfig) -> dict[st
         missing = [n for n in src.names if n not in hf]
         if missing:
             raise ValueError(f"HF tensor {missing[0]} is missing (needed for our {name})")
-        out[name] = _read_local(_DictFiles(hf), src, shape, (0,) * len(shape))
+        out[name] = read_rows(TensorFiles(hf), src, shape, (0,) * len(shape))
     return out
 
 
@@ -565,18 +356,6 @@ def to_hf_state_dict(
 # --- saving -------------------------------------------------------------------------------------
 
 
-def _rank() -> int:
-    dist = torch.distributed
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def _full(t: torch.Tensor) -> torch.Tensor:
-    """The whole tensor on CPU (a collective for DTensors: every rank must call it)."""
-    if DTensor is not None and isinstance(t, DTensor):
-        t = t.full_tensor()
-    return t.detach().to("cpu", copy=True)
-
-
 def _lora_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
     """(our canonical module name, module) for every LoRA-wrapped Linear (has lora_a, lora_b)."""
     for name, module in model.named_modules():
@@ -584,7 +363,7 @@ def _lora_modules(model: nn.Module) -> Iterator[tuple[str, nn.Module]]:
             yield canonical_name(name), module
 
 
-def _to_hf_rows(t: torch.Tensor, src: _Source) -> torch.Tensor:
+def _to_hf_rows(t: torch.Tensor, src: RowSource) -> torch.Tensor:
     """Inverse of a load: HF-order rows of concat(src.names) from our rows `t`."""
     if src.index is None:
         return t
@@ -616,7 +395,7 @@ def _hf_tensors(
             for i, t in parts:
                 out.update(_split_partial(prefix, suffix, i, t, sizes))
             continue
-        hf = _to_hf_rows(rows, _Source(("",), (sizes["wqkv"],), index))
+        hf = _to_hf_rows(rows, RowSource(("",), (sizes["wqkv"],), index))
         if fused_out:
             out[f"{prefix}.qkv_proj.{suffix}"] = hf
         else:
@@ -637,28 +416,6 @@ def _split_partial(
     return {f"{prefix}.{x}_proj.{suffix}": hf}
 
 
-def _write_dir(out_dir: str | Path, files: dict[str, dict], tensors: dict[str, dict]) -> Path:
-    """Write JSON `files` and safetensors `tensors` into a temp dir next to `out_dir`, then rename
-    it to `out_dir` (which must not exist or be empty): a crash never leaves half a checkpoint."""
-    out = Path(out_dir)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise ValueError(f"{out} already exists and is not empty; choose another directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    try:
-        for name, data in files.items():
-            (tmp / name).write_text(json.dumps(data, indent=2) + "\n")
-        for name, data in tensors.items():
-            save_file(data, str(tmp / name), metadata={"format": "pt"})
-        if out.exists():
-            out.rmdir()
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return out
-
-
 def save_hf_checkpoint(
     model: nn.Module,
     out_dir: str | Path,
@@ -677,15 +434,15 @@ def save_hf_checkpoint(
     """
     llama = find_llama(model)
     fused = llama.cfg.fused_qkv if fused is None else fused
-    writer = _rank() == 0
+    writer = rank() == 0
     ours: dict[str, torch.Tensor] = {}
-    for n, p in _base_params(model).items():  # one parameter gathered at a time
-        full = _full(p)  # a collective: every rank gathers, only the writer keeps it
+    for n, p in base_params(model).items():  # one parameter gathered at a time
+        full = full_tensor(p)  # a collective: every rank gathers, only the writer keeps it
         if writer:
             ours[n] = full
     if merge_lora:
         for name, mod in _lora_modules(model):
-            a, b = _full(mod.lora_a.weight).float(), _full(mod.lora_b.weight).float()
+            a, b = full_tensor(mod.lora_a.weight).float(), full_tensor(mod.lora_b.weight).float()
             if writer:
                 scale = getattr(mod, "scale", mod.alpha / mod.rank)
                 w = ours[f"{name}.weight"]
@@ -701,7 +458,7 @@ def save_hf_checkpoint(
         "weight_map": dict.fromkeys(tensors, SINGLE_FILE),
     }
     files = {CONFIG_FILE: config_to_hf(llama.cfg, dtype=first.dtype), INDEX_FILE: index}
-    return _write_dir(out_dir, files, {SINGLE_FILE: tensors})
+    return write_checkpoint_dir(out_dir, files, {SINGLE_FILE: tensors})
 
 
 # --- PEFT LoRA adapters -------------------------------------------------------------------------
@@ -738,9 +495,9 @@ def save_peft_adapter(
     """
     llama = find_llama(model)
     mods, rank, alpha, dropout = _lora_settings(model)
-    a = {name: _full(m.lora_a.weight) for name, m in mods}
-    b = {name: _full(m.lora_b.weight) for name, m in mods}
-    if _rank() != 0:
+    a = {name: full_tensor(m.lora_a.weight) for name, m in mods}
+    b = {name: full_tensor(m.lora_b.weight) for name, m in mods}
+    if rank() != 0:
         return None
     cfg = llama.cfg
     tensors = {_peft_name(n, "lora_A.weight"): t.contiguous() for n, t in a.items()}
@@ -763,7 +520,9 @@ def save_peft_adapter(
         "use_rslora": False,
         "use_dora": False,
     }
-    return _write_dir(out_dir, {ADAPTER_CONFIG_FILE: adapter_config}, {ADAPTER_FILE: tensors})
+    return write_checkpoint_dir(
+        out_dir, {ADAPTER_CONFIG_FILE: adapter_config}, {ADAPTER_FILE: tensors}
+    )
 
 
 def load_peft_adapter(model: nn.Module, adapter_dir: str | Path) -> None:
@@ -773,7 +532,7 @@ def load_peft_adapter(model: nn.Module, adapter_dir: str | Path) -> None:
     folder = Path(adapter_dir)
     llama = find_llama(model)
     mods, rank, alpha, _ = _lora_settings(model)
-    peft_cfg = _read_json(folder / ADAPTER_CONFIG_FILE, "PEFT adapter config")
+    peft_cfg = read_json(folder / ADAPTER_CONFIG_FILE, "PEFT adapter config")
     if peft_cfg.get("peft_type", "LORA") != "LORA":
         raise ValueError(f"{folder}: peft_type {peft_cfg.get('peft_type')!r}; expected 'LORA'")
     theirs = (peft_cfg.get("r"), peft_cfg.get("lora_alpha"))
@@ -793,13 +552,13 @@ def load_peft_adapter(model: nn.Module, adapter_dir: str | Path) -> None:
     params, plan = {}, {}
     for name, mod in mods:
         params[f"{name}.lora_a.weight"] = mod.lora_a.weight
-        plan[f"{name}.lora_a.weight"] = _Source((_peft_name(name, "lora_A.weight"),), (-1,), None)
+        plan[f"{name}.lora_a.weight"] = RowSource((_peft_name(name, "lora_A.weight"),), (-1,), None)
         params[f"{name}.lora_b.weight"] = mod.lora_b.weight
         src = _source(name, "lora_B.weight", llama.cfg, hf_fused=llama.cfg.fused_qkv)
-        plan[f"{name}.lora_b.weight"] = _Source(
+        plan[f"{name}.lora_b.weight"] = RowSource(
             tuple(PEFT_PREFIX + n for n in src.names), src.rows, src.index
         )
-    _load_plan(folder, weight_map, plan, params, where=f"adapter {folder}")
+    load_plan(folder, weight_map, plan, params, where=f"adapter {folder}")
 
 
 def verify_base_model(folder: Path, *, flavor: str) -> str:

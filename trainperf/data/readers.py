@@ -1,29 +1,32 @@
-"""What the trainer reads: (inputs, labels) batches of a benchmark's training and eval sets.
+"""What a run reads: (inputs, labels) batches of a benchmark's training and eval sets.
 
 Both kinds of data give ``(inputs, labels)`` pairs of shape (B, T), labels already shifted to the
 next token and -100 where nothing is scored, so the trainer and the loss do not care which
 benchmark they serve:
 
-- ``PretrainData`` (llama31_8b): Megatron GPTDataset windows of seq_len + 1 tokens; every token is
-  scored.
+- ``PretrainData`` (llama31_8b, llama31_405b): Megatron GPTDataset windows of seq_len + 1 tokens;
+  every token is scored.
 - ``FinetuneData`` (llama2_70b_lora): GovReport-format rows (parquet or .npy), one sample per
   row, each row once per epoch in a seeded order; only the summary tokens are scored.
+
+A benchmark spec names its reader (`read_pretraining`, `read_finetuning`); torch and the format
+modules are imported when a reader is built, so reading a spec stays cheap.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Protocol
-
-import torch
+from typing import TYPE_CHECKING, Any, Protocol
 
 from trainperf.config import Config
-from trainperf.data import govreport
-from trainperf.data.gpt_dataset import GPTEvalDataset, GPTTrainDataset, get_batch
-from trainperf.data.indexed import IndexedDataset
 from trainperf.data.prepare import DataPaths, index_cache_dir
 
-Batch = tuple[torch.Tensor, torch.Tensor]  # inputs (B, T) int64, labels (B, T) int64
+if TYPE_CHECKING:
+    import torch
+
+    from trainperf.data.indexed import IndexedDataset
+
+Batch = tuple["torch.Tensor", "torch.Tensor"]  # inputs (B, T) int64, labels (B, T) int64
 
 
 class BenchmarkData(Protocol):
@@ -32,9 +35,9 @@ class BenchmarkData(Protocol):
     eval_size: int
     """Samples in one evaluation."""
 
-    def train_batch(self, indices: Sequence[int]) -> Batch: ...
+    def train_batch(self, indices: Sequence[int]) -> Any: ...
 
-    def eval_batch(self, indices: Sequence[int]) -> Batch: ...
+    def eval_batch(self, indices: Sequence[int]) -> Any: ...
 
 
 def _split(batch: torch.Tensor) -> Batch:
@@ -45,6 +48,9 @@ class PretrainData:
     """Pretraining on Megatron indexed datasets (C4 or the built-in corpus)."""
 
     def __init__(self, cfg: Config, paths: DataPaths, *, vocab_size: int | None = None) -> None:
+        from trainperf.data.gpt_dataset import GPTEvalDataset, GPTTrainDataset
+        from trainperf.data.indexed import IndexedDataset
+
         t = cfg.train
         self.vocab_size = vocab_size
         train_tokens = IndexedDataset(paths.train_prefix)
@@ -63,9 +69,13 @@ class PretrainData:
         self.eval_size = t.eval_samples
 
     def train_batch(self, indices: Sequence[int]) -> Batch:
+        from trainperf.data.gpt_dataset import get_batch
+
         return _split(self._checked(get_batch(self.train, indices), self.train.dataset))
 
     def eval_batch(self, indices: Sequence[int]) -> Batch:
+        from trainperf.data.gpt_dataset import get_batch
+
         return _split(self._checked(get_batch(self.eval, indices), self.eval.dataset))
 
     def _checked(self, batch: torch.Tensor, source: IndexedDataset) -> torch.Tensor:
@@ -83,6 +93,8 @@ class FinetuneData:
     """Fine-tuning on GovReport-format rows: input_ids plus the mask of the scored tokens."""
 
     def __init__(self, cfg: Config, paths: DataPaths) -> None:
+        from trainperf.data import govreport
+
         t = cfg.train
         assert t.seed is not None, "resolve the seed first"
         self.seq_len = t.seq_len
@@ -99,17 +111,23 @@ class FinetuneData:
         self.eval_size = t.eval_samples
 
     def train_batch(self, indices: Sequence[int]) -> Batch:
+        from trainperf.data import govreport
+
         n = len(self.train)
         rows = [govreport.sample_at(int(i), n=n, seed=self.seed) for i in indices]
         return govreport.get_batch(self.train, rows, seq_len=self.seq_len)
 
     def eval_batch(self, indices: Sequence[int]) -> Batch:
+        from trainperf.data import govreport
+
         return govreport.get_batch(self.eval, list(indices), seq_len=self.seq_len)
 
 
-def build_data(cfg: Config, paths: DataPaths, *, vocab_size: int | None = None) -> BenchmarkData:
-    """The data of a config: GovReport rows for LoRA fine-tuning, token windows otherwise
-    (checked against the model's ``vocab_size`` batch by batch)."""
-    if cfg.model.lora_rank > 0:
-        return FinetuneData(cfg, paths)
-    return PretrainData(cfg, paths, vocab_size=vocab_size)
+def read_pretraining(cfg: Config, paths: DataPaths, model_cfg: Any) -> BenchmarkData:
+    """A benchmark spec's reader for token windows (checked against the model's vocabulary)."""
+    return PretrainData(cfg, paths, vocab_size=getattr(model_cfg, "vocab_size", None))
+
+
+def read_finetuning(cfg: Config, paths: DataPaths, model_cfg: Any) -> BenchmarkData:
+    """A benchmark spec's reader for GovReport-format rows."""
+    return FinetuneData(cfg, paths)

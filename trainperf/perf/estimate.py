@@ -1,13 +1,14 @@
 """Throughput, MFU and time-to-train estimates: "how fast should this be".
 
-Model FLOPs come from NVIDIA's Llama 3 formula (``model_flops_per_token_nvidia``), the one the
-NVIDIA DGX Cloud Llama 3.1 405B benchmarking recipe prints in its Notes. MFU is measured against
-the *dense* (no 2:4 sparsity) peak of the named device and dtype: datasheets quote the sparse
-figure, twice as large, and using it halves the MFU.
+Model FLOPs are the model family's exact count (``family.flops_per_sample``: every matmul of the
+forward and backward, attention over the full T x T); for Llama this is NVIDIA's Llama 3 formula,
+the one the NVIDIA DGX Cloud Llama 3.1 405B benchmarking recipe prints in its Notes. MFU is
+measured against the dense peak of the named device (``perf/peaks.py``).
 
 ``project_time_to_train`` turns a measured training throughput into a benchmark's time to train:
 the RCP mean samples to converge at that global batch size (interpolated between the RCP batch
-sizes the way ``mlperf_logging``'s rcp_checker does), plus the evaluations run until then.
+sizes the way ``mlperf_logging``'s rcp_checker does), plus the evaluations the benchmark's rules
+run until then (``spec.eval``).
 """
 
 from __future__ import annotations
@@ -19,44 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from trainperf.benchmarks import llama31_8b
-
-__all__ = [
-    "DEVICE_PEAKS",
-    "EVAL_CADENCES",
-    "NVIDIA_405B_RECIPE_OVERRIDES",
-    "EvalCadence",
-    "Estimate",
-    "Projection",
-    "dense_peak_tflops",
-    "estimate",
-    "estimate_to_dict",
-    "project_time_to_train",
-    "projection_to_dict",
-    "rcp_mean_samples",
-]
+from trainperf.perf.peaks import dense_peak_tflops
 
 SECONDS_PER_DAY = 86_400
-
-# Dense peak TFLOP/s (without sparsity) per device and dtype.
-DEVICE_PEAKS: dict[str, dict[str, float]] = {
-    # H100 SXM5: NVIDIA H100 whitepaper via glennklockwood.com/garden/processors/h100 (perf_anchors
-    # §4): BF16 989.4 dense (1978.9 sparse), FP8 1978.9 dense (3957.8 sparse).
-    "h100": {"bf16": 989.4, "fp8": 1978.9},
-    # H200 SXM: same GH100 compute as H100 SXM; only memory differs (141 GB HBM3e, 4.8 TB/s)
-    # (perf_anchors §4, NVIDIA H200 datasheet "*with sparsity" figures halved).
-    "h200": {"bf16": 989.4, "fp8": 1978.9},
-    # B200 SXM: NVIDIA B200 datasheet dense peaks as used by stas00/ml-engineering's MAMF table
-    # (perf_anchors §4): BF16 2250, FP8 4500.
-    "b200": {"bf16": 2250.0, "fp8": 4500.0},
-    # MI300X: AMD Instinct MI300X datasheet, dense (without sparsity) BF16 1307.4, FP8 2614.9.
-    "mi300x": {"bf16": 1307.4, "fp8": 2614.9},
-    # MI325X: AMD Instinct MI325X datasheet: same CDNA 3 compute as MI300X (more/faster HBM3E).
-    "mi325x": {"bf16": 1307.4, "fp8": 2614.9},
-    # MI355X: AMD Instinct MI355X datasheet (CDNA 4), dense BF16 2516.6 ("2.5 PFLOPS"), FP8 5033.2
-    # ("5 PFLOPS"; ISSCC 2026: per-CU FP8 8192 FLOP/clock). Not in perf_anchors.md.
-    "mi355x": {"bf16": 2516.6, "fp8": 5033.2},
-}
 
 NVIDIA_405B_RECIPE_OVERRIDES: dict[str, object] = {"n_kv_heads": 16}
 """The NVIDIA DGX Cloud Llama 3.1 405B recipe's Notes compute attention with "1 + 16/128", i.e.
@@ -93,17 +59,6 @@ class Estimate:
     """tokens / tokens_per_s / 86400; None when no token count was given."""
 
 
-def dense_peak_tflops(device: str, dtype: str) -> float:
-    """Dense peak TFLOP/s of ``device`` in ``dtype``; ValueError naming the known ones."""
-    peaks = DEVICE_PEAKS.get(device.lower())
-    if peaks is None:
-        raise ValueError(f"unknown device {device!r}; known: {', '.join(DEVICE_PEAKS)}")
-    peak = peaks.get(dtype.lower())
-    if peak is None:
-        raise ValueError(f"unknown dtype {dtype!r} for {device}; known: {', '.join(peaks)}")
-    return peak
-
-
 def estimate(
     *,
     model: str,
@@ -118,26 +73,21 @@ def estimate(
 ) -> Estimate:
     """Throughput, model TFLOP/s per GPU, MFU and days to train ``tokens``.
 
-    ``model_overrides`` replaces LlamaConfig fields (e.g. NVIDIA_405B_RECIPE_OVERRIDES).
+    ``model`` is a size registry name of any family; ``model_overrides`` replaces fields of its
+    config (e.g. NVIDIA_405B_RECIPE_OVERRIDES).
     """
-    # Imported here: the model file needs torch, which rcp_mean_samples (trainperf watch) does not.
-    from trainperf.models.llama import (
-        LLAMA_CONFIGS,
-        get_llama_config,
-        model_flops_per_token_nvidia,
-    )
+    from trainperf.models import find_flavor  # the model files need torch; watch does not
 
-    if model not in LLAMA_CONFIGS:
-        raise ValueError(f"unknown model {model!r}; known: {', '.join(LLAMA_CONFIGS)}")
+    family, model_cfg = find_flavor(model)
     for name, value in (("seq", seq), ("gbs", gbs), ("gpus", gpus), ("step_time", step_time)):
         if not (isinstance(value, int | float) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number, got {value!r}")
     if tokens is not None and not (math.isfinite(tokens) and tokens > 0):
         raise ValueError(f"tokens must be a positive number, got {tokens!r}")
     peak = dense_peak_tflops(device, dtype)
-    cfg = get_llama_config(model, **dict(model_overrides or {}))
-    per_token = model_flops_per_token_nvidia(cfg, seq)
-    per_sample = per_token * seq
+    model_cfg = dataclasses.replace(model_cfg, **dict(model_overrides or {}))
+    per_sample = family.flops_per_sample(model_cfg, seq)
+    per_token = per_sample / seq
     samples_per_s = gbs / step_time
     tokens_per_s = seq * samples_per_s
     tflops_per_gpu = per_sample * samples_per_s / gpus / 1e12
@@ -169,42 +119,6 @@ def estimate_to_dict(result: Estimate) -> dict[str, Any]:
 
 # --- projected time to train from the RCPs -------------------------------------------------
 
-
-@dataclass(frozen=True)
-class EvalCadence:
-    """When a benchmark evaluates, from the training rules' evaluation-frequency table."""
-
-    every_samples: int
-    """Evaluate every this many samples, rounded up to a multiple of the global batch size."""
-    eval_samples: int
-    """Samples in one evaluation (the logged eval_samples)."""
-    skip_slope: float = 0.0
-    skip_offset: float = 0.0
-    """The rules skip the first FLOOR(skip_slope * gbs + skip_offset) evaluations."""
-    first_eval_at_skip: bool = False
-    """True when the reference's first eval is *at* boundary number skip (405B's
-    ``18432 * floor(0.0026 gbs + 12) / gbs`` steps), not at skip + 1 (70B LoRA: GBS 8 skips 3
-    and first evaluates at 4 x 384 = 1536 samples)."""
-
-    def first_eval_index(self, gbs: int) -> int:
-        skip = math.floor(self.skip_slope * gbs + self.skip_offset)
-        return max(1, skip if self.first_eval_at_skip else skip + 1)
-
-    def interval(self, gbs: int) -> int:
-        return math.ceil(self.every_samples / gbs) * gbs
-
-
-# training_rules.adoc v6.0 "Quality measure" table; mlperf_spec.md §2.4, §3.4, §4.4.
-EVAL_CADENCES: dict[str, EvalCadence] = {
-    # Every 384 sequences, skip FLOOR(0.125*GBS+2); 173 validation examples.
-    "llama2_70b_lora": EvalCadence(384, 173, skip_slope=0.125, skip_offset=2),
-    # Every 12288 sequences, no skipping; the first 1024 validation sequences.
-    "llama31_8b": EvalCadence(llama31_8b.EVALUATION_FREQUENCY, llama31_8b.EVAL_SAMPLES),
-    # Every 18432 sequences (v5.1+), skip FLOOR(0.0026*GBS+12); 5760 validation sequences.
-    "llama31_405b": EvalCadence(
-        18432, 5760, skip_slope=0.0026, skip_offset=12, first_eval_at_skip=True
-    ),
-}
 
 EVAL_SPEEDUP_DEFAULT = 3.0
 """Eval samples/s = 3 x training samples/s unless measured: evaluation is a forward pass, a third
@@ -257,7 +171,7 @@ def rcp_mean_samples(
 
     rulesets = _rcp_rulesets(benchmark)
     if not rulesets:
-        raise ValueError(f"no RCPs for {benchmark!r}; known: {', '.join(EVAL_CADENCES)}")
+        raise ValueError(f"no RCPs for {benchmark!r} in mlperf_logging")
     if ruleset is None:
         ruleset = rulesets[-1]
     elif ruleset not in rulesets:
@@ -298,16 +212,17 @@ def project_time_to_train(
     boundary at or after the RCP mean; each costs eval_samples / eval_samples_per_s seconds,
     ``eval_samples_per_s`` defaulting to EVAL_SPEEDUP_DEFAULT x ``samples_per_s``.
     """
-    cadence = EVAL_CADENCES.get(benchmark)
-    if cadence is None:
-        raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(EVAL_CADENCES)}")
+    from trainperf.benchmarks import get_benchmark
+
+    spec = get_benchmark(benchmark)
+    cadence = spec.eval
     if not (gbs > 0 and math.isfinite(samples_per_s) and samples_per_s > 0):
         raise ValueError(f"gbs ({gbs}) and samples_per_s ({samples_per_s}) must be positive")
     if eval_samples_per_s is None:
         eval_samples_per_s = EVAL_SPEEDUP_DEFAULT * samples_per_s
     elif not (math.isfinite(eval_samples_per_s) and eval_samples_per_s > 0):
         raise ValueError(f"eval_samples_per_s must be positive, got {eval_samples_per_s!r}")
-    mean, basis, used = rcp_mean_samples(benchmark, gbs, ruleset=ruleset)
+    mean, basis, used = rcp_mean_samples(spec.rcp_name, gbs, ruleset=ruleset)
     last_eval = math.ceil(mean / cadence.interval(gbs))
     evaluations = max(0, last_eval - cadence.first_eval_index(gbs) + 1)
     train_minutes = mean / samples_per_s / 60

@@ -523,16 +523,24 @@ def num_params_from_config(cfg: LlamaConfig, *, exclude_embedding: bool = False)
     return total - embedding if exclude_embedding else total
 
 
-def num_flops_per_token(cfg: LlamaConfig, seq_len: int) -> int:
-    """Training FLOPs per token (forward + backward), as torchtitan and nanoGPT count them.
+def training_flops_per_token(cfg: LlamaConfig, seq_len: int) -> int:
+    """Exact matmul FLOPs of one training token at `seq_len` (forward + backward), counted on
+    the model itself.
 
-    6 * N for the matmuls with the N non-embedding parameters (2 forward, 4 backward; the output
-    layer counts, the embedding lookup does not), plus 12 * L * H * Q * T for the attention
-    scores and weighted values, where H * Q = n_heads * head_dim = dim and T = seq_len. The
-    causal mask is ignored (full T x T attention), as in both references.
+    Every Linear of a meta-built model does in x out multiply-adds per token, the attention
+    scores and weighted values 2 x seq_len x (n_heads x head_dim) per layer; a multiply-add is 2
+    FLOPs and backward costs twice the forward (input and weight gradients): 6 FLOPs per
+    multiply-add. The causal mask is not discounted (full T x T attention), as MLPerf and
+    NVIDIA count it; norms, RoPE and the softmax are left out. This equals NVIDIA's Llama 3
+    formula (`model_flops_per_token_nvidia`).
     """
-    n = num_params_from_config(cfg, exclude_embedding=True)
-    return 6 * n + 12 * cfg.n_layers * cfg.dim * seq_len
+    with torch.device("meta"):
+        model = Llama(dataclasses.replace(cfg, max_seq_len=max(seq_len, 1)))
+    linear = sum(
+        m.in_features * m.out_features for m in model.modules() if isinstance(m, nn.Linear)
+    )
+    attention = cfg.n_layers * 2 * seq_len * cfg.n_heads * cfg.head_dim
+    return 6 * (linear + attention)
 
 
 def model_flops_per_token_nvidia(cfg: LlamaConfig, seq_len: int) -> float:

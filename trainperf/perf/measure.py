@@ -15,26 +15,30 @@ import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from rich.console import Console
 
 from trainperf.config import Config
 from trainperf.data.prepare import DataPaths
+from trainperf.data.readers import Batch
 from trainperf.mlperf.logger import MLPerfLogger
-from trainperf.models.llama import model_flops_per_token_nvidia
-from trainperf.results.perf import DEVICE_PEAKS, project_time_to_train
-from trainperf.train.batches import Batch
-from trainperf.train.distributed import DistEnv, barrier
-from trainperf.train.profile import (
+from trainperf.perf.estimate import project_time_to_train
+from trainperf.perf.peaks import DEVICE_PEAKS, device_key
+from trainperf.perf.profile import (
     ProfileSummary,
     profile_activities,
     summarize_trace,
     summary_to_dict,
     write_trace,
 )
-from trainperf.train.trainer import Trainer, resolve_run
+from trainperf.train.distributed import DistEnv, barrier
+from trainperf.train.run import resolve_run
+from trainperf.train.trainer import Trainer
+
+if TYPE_CHECKING:
+    from trainperf.benchmarks.spec import BenchmarkSpec
 
 
 class SyntheticData:
@@ -76,7 +80,8 @@ class PerfResult:
     tokens_per_s: float
     tokens_per_s_per_gpu: float
     model_tflops_per_gpu: float | None
-    """By the NVIDIA recipe's formula; None for LoRA (a frozen base has no weight gradients)."""
+    """By the family's exact FLOP count (for Llama, the NVIDIA recipe's formula); None for LoRA
+    (a frozen base has no weight gradients)."""
     mfu: float | None
     """A fraction of the device's dense bf16 peak; None when the device is not in the table."""
     peak_memory_gib: float | None
@@ -91,14 +96,9 @@ class PerfResult:
     """With --profile: rank 0's ``ProfileSummary`` of the profiled steps, as a dict."""
 
 
-def device_key(name: str) -> str | None:
-    """The DEVICE_PEAKS key in a device name ("NVIDIA H200" -> "h200"), or None."""
-    lowered = name.lower().replace(" ", "")
-    return next((key for key in DEVICE_PEAKS if key in lowered), None)
-
-
 def measure(
     cfg: Config,
+    spec: BenchmarkSpec,
     paths: DataPaths | None,
     *,
     steps: int,
@@ -115,15 +115,14 @@ def measure(
             f"--steps({steps}) and --profile-steps({profile_steps}) must be >= 1 and "
             f"--warmup({warmup}) >= 0"
         )
-    cfg = resolve_run(cfg, env)
+    cfg = resolve_run(cfg, spec, env)
     trainer = Trainer(
-        cfg, paths, ml=MLPerfLogger(None), console=console, show_progress=False, env=env
+        cfg, spec, paths, ml=MLPerfLogger(None), console=console, show_progress=False, env=env
     )
-    model_cfg = trainer.model_config()
     if paths is None:
         trainer.data = SyntheticData(
             seq_len=cfg.train.seq_len,
-            vocab_size=model_cfg.vocab_size,
+            vocab_size=trainer.model_cfg.vocab_size,
             eval_samples=cfg.train.eval_samples,
         )
     trainer.setup()
@@ -137,7 +136,7 @@ def measure(
         if cuda:  # a host sync per step: fine for timing, never in `trainperf run`'s loop
             torch.cuda.synchronize(trainer.device)
         times.append(time.perf_counter() - start)
-    result = _result(cfg, trainer, model_cfg, times, warmup=warmup, synthetic=paths is None)
+    result = _result(cfg, trainer, times, warmup=warmup, synthetic=paths is None)
     # this rank's losses, read after the timing (with train.seed fixed, feature combinations
     # can be compared step by step: same initial weights, same synthetic batches)
     result.losses = [round(float(x), 5) for x in losses]
@@ -178,7 +177,7 @@ def _profile(trainer: Trainer, directory: Path, *, steps: int) -> ProfileSummary
     return summarize_trace(events, steps=steps, wall_s=wall, trace=str(path))
 
 
-def _result(cfg, trainer, model_cfg, times, *, warmup: int, synthetic: bool) -> PerfResult:
+def _result(cfg, trainer, times, *, warmup: int, synthetic: bool) -> PerfResult:
     t = cfg.train
     measured = times[warmup:]
     median = statistics.median(measured)
@@ -187,7 +186,8 @@ def _result(cfg, trainer, model_cfg, times, *, warmup: int, synthetic: bool) -> 
     name = torch.cuda.get_device_name(trainer.device) if trainer.device.type == "cuda" else "cpu"
     tflops = None
     if cfg.model.lora_rank == 0:
-        tflops = model_flops_per_token_nvidia(model_cfg, t.seq_len) * tokens_per_s / world / 1e12
+        flops = trainer.family.flops_per_sample(trainer.model_cfg, t.seq_len)
+        tflops = flops * t.global_batch_size / median / world / 1e12
     key = device_key(name)
     mfu = tflops / DEVICE_PEAKS[key]["bf16"] if tflops is not None and key else None
     minutes, note = _projection(cfg, samples_per_s=t.global_batch_size / median)
@@ -199,7 +199,7 @@ def _result(cfg, trainer, model_cfg, times, *, warmup: int, synthetic: bool) -> 
         scale=cfg.scale,
         device=name,
         world_size=world,
-        n_layers=model_cfg.n_layers,
+        n_layers=trainer.model_cfg.n_layers,
         seq_len=t.seq_len,
         global_batch_size=t.global_batch_size,
         micro_batch_size=t.micro_batch_size,
