@@ -12,7 +12,7 @@ import json
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from trainperf.models.llama import Llama, get_llama_config
+from trainperf.models.llama.model import Llama, get_llama_config
 from trainperf.parallel.attention import set_attention_backend
 from trainperf.parallel.compile import apply_compile
 

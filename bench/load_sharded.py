@@ -20,8 +20,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from trainperf.models.hf_adapter import load_hf_checkpoint, save_hf_checkpoint
-from trainperf.models.llama import Llama, get_llama_config
+from trainperf.models.llama.hf import load_hf_checkpoint, save_hf_checkpoint
+from trainperf.models.llama.model import Llama, get_llama_config
 from trainperf.parallel.dims import ParallelDims
 from trainperf.parallel.fsdp import apply_fsdp
 

@@ -37,7 +37,7 @@ if args.layers:
 if args.profile is None:
     peer_bench.bench_hf(name, args.seq, args.steps, lora=args.what == "hf-lora")
 else:
-    from trainperf.train.profile import profile_activities, summarize_trace, write_trace
+    from trainperf.perf.profile import profile_activities, summarize_trace, write_trace
 
     steps_seen, profiled, events = [0], 2, []
     rank = int(__import__("os").environ.get("RANK", 0))

@@ -27,8 +27,9 @@ from torch.distributed.device_mesh import DeviceMesh
 from torch.distributed.tensor import DTensor
 
 from trainperf.config import TrainConfig
-from trainperf.models.hf_adapter import canonical_name
-from trainperf.models.llama import Llama, LlamaConfig, get_llama_config, precompute_rope_cache
+from trainperf.models.llama.hf import canonical_name
+from trainperf.models.llama.model import Llama, LlamaConfig, get_llama_config, precompute_rope_cache
+from trainperf.models.llama.parallelize import tp_sizes
 from trainperf.models.lora import LoRAConfig, LoRALinear, apply_lora
 from trainperf.parallel import ParallelDims, apply_fsdp, parallelize_model
 from trainperf.parallel.cp import cp_positions
@@ -186,7 +187,7 @@ def reference_state(cfg: LlamaConfig, hf_dir: str | None, lora: str) -> dict[str
             m.init_lora_weights()
             torch.nn.init.normal_(m.lora_b.weight, std=0.05)
     if hf_dir is not None:
-        from trainperf.models.hf_adapter import load_hf_checkpoint
+        from trainperf.models.llama.hf import load_hf_checkpoint
 
         load_hf_checkpoint(model, hf_dir)
     return {k: v.clone() for k, v in model.state_dict().items()}
@@ -230,7 +231,7 @@ def build_sharded(
     dims = ParallelDims(
         dp_shard=layout.dp_shard, cp=layout.cp, tp=layout.tp, world_size=dist.get_world_size()
     )
-    dims.validate_for_model(cfg, seq_len=SEQ_LEN)
+    dims.validate_sizes(tp_sizes(cfg), seq_len=SEQ_LEN)
     mesh = dims.build_mesh("cpu")
     with torch.device("meta"):
         model = build_model(cfg, layout.lora)
@@ -241,7 +242,7 @@ def build_sharded(
     model.init_weights()  # must work on sharded parameters; then overwritten by the load
     assert torch.equal(model.rope_cache, precompute_rope_cache(cfg))
     if hf_dir is not None:
-        from trainperf.models.hf_adapter import load_hf_checkpoint
+        from trainperf.models.llama.hf import load_hf_checkpoint
 
         load_hf_checkpoint(model, hf_dir)
     else:

@@ -104,7 +104,7 @@ def test_fsdp2_x_tp2_on_four_ranks_matches_one(tmp_path: Path) -> None:
 def save_debug_hf_checkpoint(folder: Path) -> None:
     """A random HF LlamaForCausalLM of the `debug` sizes, as save_pretrained writes it."""
     transformers = pytest.importorskip("transformers")
-    from trainperf.models.llama import get_llama_config
+    from trainperf.models.llama.model import get_llama_config
 
     cfg = get_llama_config("debug")
     s = cfg.rope_scaling

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from trainperf.config import TrainConfig
-from trainperf.models.llama import Llama, get_llama_config
+from trainperf.models.llama.model import Llama, get_llama_config
+from trainperf.models.llama.parallelize import parallel_plan
 from trainperf.parallel.attention import set_attention_backend
 from trainperf.parallel.dims import ParallelDims
 from trainperf.parallel.parallelize import parallelize_model
@@ -112,7 +113,7 @@ def test_losses_equal_plain(start, plain, name: str) -> None:
     if backend:
         set_attention_backend(backend, torch.device("cuda"))
     try:
-        parallelize_model(m, ParallelDims(world_size=1), None, **options)
+        parallelize_model(m, parallel_plan(m), ParallelDims(world_size=1), None, **options)
         losses = train(m, batches, chunked=chunked)
     finally:
         torch._C._set_sdp_priority_order(before)
@@ -131,7 +132,7 @@ def lora_model(cfg, *, options: dict) -> Llama:
     for p in model.parameters():
         if not p.requires_grad:
             p.data = p.data.to(torch.bfloat16)
-    parallelize_model(model, ParallelDims(world_size=1), None, **options)
+    parallelize_model(model, parallel_plan(model), ParallelDims(world_size=1), None, **options)
     model.to_empty(device="cuda")
     torch.manual_seed(0)
     model.init_weights()  # the same draws: a float8 layer draws in bf16, then quantizes

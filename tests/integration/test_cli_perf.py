@@ -4,8 +4,6 @@ import json
 
 import pytest
 
-from trainperf.train.perf import SyntheticData, device_key
-
 
 def test_perf_json_llama31_8b_proxy(trainperf):
     proc = trainperf(
@@ -55,17 +53,6 @@ def test_perf_bad_input(trainperf):
         proc = trainperf("perf", *args)
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
-
-
-def test_synthetic_data_and_device_names():
-    data = SyntheticData(seq_len=16, vocab_size=50, eval_samples=4)
-    inputs, labels = data.train_batch([3, 4])
-    again, _ = data.train_batch([3])
-    assert inputs.shape == labels.shape == (2, 16) and int(inputs.max()) < 50
-    assert (inputs[0] == again[0]).all() and not (inputs[0] == inputs[1]).all()
-    assert (inputs[:, 1:] == labels[:, :-1]).all()
-    assert device_key("NVIDIA H200") == "h200" and device_key("NVIDIA H100 80GB HBM3") == "h100"
-    assert device_key("cpu") is None
 
 
 def test_perf_llama31_405b_proxy_code_path(trainperf):

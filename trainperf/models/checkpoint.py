@@ -272,7 +272,7 @@ class TensorFiles(SafetensorsFiles):
 # --- writing ------------------------------------------------------------------------------------
 
 
-def rank() -> int:
+def process_rank() -> int:
     """This process's rank (0 without torch.distributed): rank 0 writes checkpoints."""
     dist = torch.distributed
     return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0

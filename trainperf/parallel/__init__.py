@@ -1,8 +1,18 @@
-"""Parallelism for trainperf models: ParallelDims + mesh, TP, FSDP2, and their fixed order."""
+"""Parallelism for any model family: ParallelDims + mesh, the family's ParallelPlan, TP, CP,
+FSDP2, activation checkpointing, compile, float8, and their fixed order (`parallelize_model`)."""
 
 from trainperf.parallel.dims import ParallelDims
 from trainperf.parallel.fsdp import apply_fsdp
-from trainperf.parallel.parallelize import parallelize_model
+from trainperf.parallel.parallelize import Applied, parallelize_model
+from trainperf.parallel.plan import ParallelPlan, TensorParallelPlan
 from trainperf.parallel.tp import apply_tp
 
-__all__ = ["ParallelDims", "apply_fsdp", "apply_tp", "parallelize_model"]
+__all__ = [
+    "Applied",
+    "ParallelDims",
+    "ParallelPlan",
+    "TensorParallelPlan",
+    "apply_fsdp",
+    "apply_tp",
+    "parallelize_model",
+]

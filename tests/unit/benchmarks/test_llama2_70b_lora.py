@@ -29,7 +29,7 @@ def test_constants_satisfy_closed_yaml(ruleset, closed_rules, passes):
 @pytest.mark.parametrize("scale", list(B.SCALES))
 def test_logged_hyperparameters_cover_the_yaml(ruleset, scale, closed_rules, passes):
     rules = closed_rules("llama2_70b_lora", ruleset)
-    cfg = B.resolve_config(get_default_config("llama2_70b_lora", scale))
+    cfg = B.SPEC.resolve(get_default_config("llama2_70b_lora", scale))
     state: dict = {}
     for key, value in B.hyperparameter_events(cfg):
         rule = rules.get(key, {})
@@ -58,7 +58,7 @@ def test_rcp_hyperparameters_match_the_rcp_file(ruleset):
 
 
 def test_full_scale_defaults_are_the_reference():
-    cfg = B.resolve_config(get_default_config("llama2_70b_lora", "full"))
+    cfg = B.SPEC.resolve(get_default_config("llama2_70b_lora", "full"))
     t, m = cfg.train, cfg.model
     assert (m.flavor, m.lora_rank, m.lora_alpha, m.lora_dropout) == ("llama2-70b", 16, 32, 0.1)
     assert m.lora_targets == "wqkv,wo"
@@ -87,8 +87,8 @@ def test_schedule_is_hf_cosine_without_warmup():
 def test_eval_cadence_and_skipping(gbs, skipped, first_eval):
     cfg = get_default_config("llama2_70b_lora", "full")
     cfg.train.global_batch_size = gbs
-    cfg = B.resolve_config(cfg)
-    assert cfg.train.eval_skip == skipped == B.evaluations_skipped(gbs)
+    cfg = B.SPEC.resolve(cfg)
+    assert cfg.train.eval_skip == skipped == B.EVAL.evaluations_skipped(gbs)
     interval = cfg.train.eval_interval_samples
     assert interval == math.ceil(384 / gbs) * gbs
     assert (skipped + 1) * interval == first_eval
@@ -97,4 +97,4 @@ def test_eval_cadence_and_skipping(gbs, skipped, first_eval):
 def test_explicit_eval_skip_is_kept():
     cfg = get_default_config("llama2_70b_lora", "tiny")
     cfg.train.eval_skip = 0
-    assert B.resolve_config(cfg).train.eval_skip == 0
+    assert B.SPEC.resolve(cfg).train.eval_skip == 0

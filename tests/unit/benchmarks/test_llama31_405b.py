@@ -26,7 +26,7 @@ def test_gbs_dependent_values_satisfy_closed_yaml(gbs, closed_rules, passes):
 def test_reference_values():
     assert B.base_learning_rate(1152) == 8e-5 and B.base_learning_rate(2304) == 16e-5
     assert B.warmup_steps(1152) == 8000 and B.decay_steps(1152) == 1_192_000
-    assert B.evaluations_skipped(1152) == 14 and B.evaluations_skipped(4608) == 23
+    assert B.EVAL.evaluations_skipped(1152) == 14 and B.EVAL.evaluations_skipped(4608) == 23
 
 
 @pytest.mark.parametrize("ruleset", B.RULESETS)
@@ -49,9 +49,12 @@ def test_full_scale_hyperparameters_satisfy_closed_yaml(ruleset, closed_rules, p
 
 
 def test_scales_and_resolved_eval_skip():
-    full = B.resolve_config(get_default_config("llama31_405b", "full"))
+    full = B.SPEC.resolve(get_default_config("llama31_405b", "full"))
     assert full.model.flavor == "llama3.1-405b" and full.model.n_layers is None
-    assert full.train.eval_skip == 14 and full.train.eval_interval_samples == 18432
+    # the reference's first evaluation is at 18432 x floor(0.0026 x 1152 + 12) = 14 x 18432
+    # samples: 13 boundaries pass without one
+    assert full.train.eval_skip == 13 and full.train.eval_interval_samples == 18432
+    assert (full.train.eval_skip + 1) * full.train.eval_interval_samples == 14 * 18432
     proxy = get_default_config("llama31_405b", "proxy")
     assert proxy.model.n_layers == 1 and proxy.train.global_batch_size == 16
     assert proxy.train.lr == B.base_learning_rate(16)
@@ -64,4 +67,4 @@ def test_full_run_says_the_blend_is_not_read_yet(tmp_path):
 
     cfg = apply_overrides(get_default_config("llama31_405b", "full"), [f"data.data_dir={tmp_path}"])
     with pytest.raises(ValueError, match=r"blend of c4-train.en_6.* \+ c4-train.en_7.*perf"):
-        prepare_data(cfg)
+        prepare_data(cfg, train_prefixes=B.SPEC.data.train_prefixes)

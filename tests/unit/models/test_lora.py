@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from trainperf.models.llama import Llama, LlamaConfig, get_llama_config
+from trainperf.models.llama.model import Llama, LlamaConfig, get_llama_config
 from trainperf.models.lora import (
     LoRAConfig,
     LoRALinear,

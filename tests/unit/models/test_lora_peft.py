@@ -21,14 +21,14 @@ import torch.nn.functional as F
 import transformers  # noqa: E402  (test extra: a missing install must fail, not skip)
 from torch import nn
 
-from trainperf.models.hf_adapter import (
+from trainperf.models.llama.hf import (
     hf_module_name,
     load_hf_checkpoint,
     load_peft_adapter,
     qkv_row_index,
     rope_permutation,
 )
-from trainperf.models.llama import Llama, LlamaConfig
+from trainperf.models.llama.model import Llama, LlamaConfig
 from trainperf.models.lora import LoRAConfig, apply_lora, lora_modules
 
 # transformers 5.x warns from inside PEFT's get_peft_model; not ours to fix.

@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from trainperf.config import Config, apply_overrides
-from trainperf.launch.systems import estimate_memory
-from trainperf.models.llama import get_llama_config
+from trainperf.models.llama import FAMILY
+from trainperf.models.llama.model import get_llama_config
+from trainperf.models.llama.parallelize import tp_sizes
 from trainperf.parallel.cp import (
     _global_chunk_order,
     attend_chunks,
@@ -20,6 +21,7 @@ from trainperf.parallel.cp import (
     cp_positions,
 )
 from trainperf.parallel.dims import ParallelDims
+from trainperf.perf.memory import estimate_memory
 from trainperf.train.loss import IGNORE_INDEX, LossTargets, loss_terms, weighted_loss_terms
 
 BASE = Config(benchmark="llama31_8b", scale="tiny")  # train.seq_len 8192 (TrainConfig default)
@@ -106,9 +108,9 @@ def test_dims_with_context_parallel() -> None:
         ParallelDims(cp=0)
     cfg = get_llama_config("debug")
     with pytest.raises(ValueError, match=r"seq_len\(30\) cannot be"):
-        ParallelDims(cp=2, world_size=2).validate_for_model(cfg, seq_len=30)
+        ParallelDims(cp=2, world_size=2).validate_sizes(tp_sizes(cfg), seq_len=30)
     # sequence parallel splits each cp rank's share again: 8192 / cp 4 = 2048 tokens, / tp 8
-    ParallelDims(cp=4, tp=2, world_size=8).validate_for_model(cfg, seq_len=8192)
+    ParallelDims(cp=4, tp=2, world_size=8).validate_sizes(tp_sizes(cfg), seq_len=8192)
 
 
 def test_config_refuses_a_seq_len_that_cp_cannot_cut() -> None:
@@ -122,7 +124,7 @@ def test_config_refuses_a_seq_len_that_cp_cannot_cut() -> None:
 
 
 def test_memory_estimate_divides_the_activations_by_cp() -> None:
-    cfg = get_llama_config("llama2-70b")
+    cfg = FAMILY.shape(get_llama_config("llama2-70b"))
     kwargs = dict(world=8, seq_len=8192, micro_batch=1, ac="full", lora=True, float8="none")
     one, two = (estimate_memory(cfg, **kwargs, chunked_ce=True, cp=cp) for cp in (1, 2))
     assert two.activations_gib == pytest.approx(one.activations_gib / 2)

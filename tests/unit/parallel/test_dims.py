@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 import torch.distributed as dist
 
-from trainperf.models.llama import get_llama_config
+from trainperf.models.llama.model import get_llama_config
+from trainperf.models.llama.parallelize import tp_sizes
 from trainperf.parallel import ParallelDims
 
 
@@ -58,7 +59,7 @@ def test_bad_sizes_say_what_to_do(kwargs: dict, message: str) -> None:
 def test_tp_must_split_the_model_evenly(overrides: dict, tp: int, message: str) -> None:
     cfg = get_llama_config("debug", **overrides)
     with pytest.raises(ValueError, match=message):
-        ParallelDims(tp=tp, world_size=tp).validate_for_model(cfg)
+        ParallelDims(tp=tp, world_size=tp).validate_sizes(tp_sizes(cfg))
 
 
 def test_llama31_8b_suggests_the_tp_that_work() -> None:
@@ -66,16 +67,16 @@ def test_llama31_8b_suggests_the_tp_that_work() -> None:
     with pytest.raises(
         ValueError, match=r"tp\(3\) must divide n_heads\(32\); try tp in \{1, 2, 4, 8\}"
     ):
-        ParallelDims(tp=3, world_size=3).validate_for_model(cfg)
-    ParallelDims(tp=8, world_size=64).validate_for_model(cfg, seq_len=8192)
+        ParallelDims(tp=3, world_size=3).validate_sizes(tp_sizes(cfg))
+    ParallelDims(tp=8, world_size=64).validate_sizes(tp_sizes(cfg), seq_len=8192)
 
 
 def test_sequence_parallel_needs_tp_to_divide_seq_len() -> None:
     cfg = get_llama_config("debug")
     dims = ParallelDims(tp=2, world_size=2)
-    dims.validate_for_model(cfg, seq_len=64)
+    dims.validate_sizes(tp_sizes(cfg), seq_len=64)
     with pytest.raises(ValueError, match=r"tp\(2\) must divide seq_len\(63\)"):
-        dims.validate_for_model(cfg, seq_len=63)
+        dims.validate_sizes(tp_sizes(cfg), seq_len=63)
 
 
 def test_build_mesh_needs_an_initialized_process_group() -> None:

@@ -12,8 +12,9 @@ import torch
 
 from trainperf import config as config_module
 from trainperf.config import Config, apply_overrides
-from trainperf.models.hf_adapter import canonical_name
-from trainperf.models.llama import Llama, get_llama_config
+from trainperf.models.llama.hf import canonical_name
+from trainperf.models.llama.model import Llama, get_llama_config
+from trainperf.models.llama.parallelize import parallel_plan
 from trainperf.parallel import ac, attention, float8
 from trainperf.parallel.dims import ParallelDims
 from trainperf.parallel.parallelize import parallelize_model
@@ -45,7 +46,7 @@ def loss_and_grads(model, x, y):
 
 def featured(model, **options):
     m = copy.deepcopy(model)
-    parallelize_model(m, ParallelDims(world_size=1), None, **options)
+    parallelize_model(m, parallel_plan(m), ParallelDims(world_size=1), None, **options)
     return m
 
 

@@ -12,8 +12,9 @@ import importlib.util
 import pytest
 import torch
 
-from trainperf.models.hf_adapter import load_hf_checkpoint, save_hf_checkpoint
-from trainperf.models.llama import Llama, get_llama_config
+from trainperf.models.llama.hf import load_hf_checkpoint, save_hf_checkpoint
+from trainperf.models.llama.model import Llama, get_llama_config
+from trainperf.models.llama.parallelize import parallel_plan
 from trainperf.models.lora import LoRAConfig, LoRALinear, apply_lora, init_lora, lora_parameters
 from trainperf.parallel import float8
 from trainperf.parallel.dims import ParallelDims
@@ -32,7 +33,13 @@ def lora_model(*, fp8: bool, device: str = "cpu") -> Llama:
     for p in model.parameters():
         if not p.requires_grad:
             p.data = p.data.to(torch.bfloat16)
-    parallelize_model(model, ParallelDims(world_size=1), None, float8="rowwise" if fp8 else "none")
+    parallelize_model(
+        model,
+        parallel_plan(model),
+        ParallelDims(world_size=1),
+        None,
+        float8="rowwise" if fp8 else "none",
+    )
     model.to_empty(device=device)
     torch.manual_seed(0)
     model.init_weights()
@@ -115,8 +122,9 @@ def test_tensorwise_is_refused_for_a_frozen_base() -> None:
         model = Llama(get_llama_config("debug-llama2"))
     apply_lora(model, LoRAConfig(rank=4))
     with pytest.raises(ValueError, match="use parallel.float8=rowwise"):
+        m = copy.deepcopy(model)
         parallelize_model(
-            copy.deepcopy(model), ParallelDims(world_size=1), None, float8="tensorwise"
+            m, parallel_plan(m), ParallelDims(world_size=1), None, float8="tensorwise"
         )
 
 

@@ -8,8 +8,13 @@ import torch
 from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 from torch.distributed.tensor import DTensor
 
-from trainperf.models.llama import Llama, get_llama_config
+from trainperf.models.llama.model import Llama, get_llama_config
+from trainperf.models.llama.parallelize import parallel_plan
 from trainperf.parallel import ParallelDims, apply_fsdp, apply_tp, parallelize_model
+
+
+def tp_plan(model: Llama, sequence_parallel: bool = True):
+    return parallel_plan(model).tensor_parallel(sequence_parallel)
 
 
 def reference() -> tuple[Llama, torch.Tensor]:
@@ -37,7 +42,7 @@ def test_tp_of_one_keeps_the_forward(one_rank_group: None, sequence_parallel: bo
     ref, tokens = reference()
     mesh = ParallelDims().build_mesh("cpu")
     model = build_on_meta_and_load(
-        lambda m: apply_tp(m, mesh["tp"], sequence_parallel=sequence_parallel), ref.state_dict()
+        lambda m: apply_tp(m, mesh["tp"], tp_plan(m, sequence_parallel)), ref.state_dict()
     )
     assert all(isinstance(p, DTensor) for p in model.parameters())  # clip_grad_norm_ needs it
     logits = model(tokens)
@@ -48,7 +53,9 @@ def test_tp_of_one_keeps_the_forward(one_rank_group: None, sequence_parallel: bo
 def test_fsdp_of_one_keeps_the_forward(one_rank_group: None) -> None:
     ref, tokens = reference()
     mesh = ParallelDims().build_mesh("cpu")
-    model = build_on_meta_and_load(lambda m: apply_fsdp(m, mesh["dp_shard"]), ref.state_dict())
+    model = build_on_meta_and_load(
+        lambda m: apply_fsdp(m, list(m.layers.values()), mesh["dp_shard"]), ref.state_dict()
+    )
     torch.testing.assert_close(model(tokens), ref(tokens), rtol=1e-5, atol=1e-5)
 
 
@@ -56,8 +63,9 @@ def test_parallelize_model_with_one_rank_changes_nothing(one_rank_group: None) -
     dims = ParallelDims()
     with torch.device("meta"):
         model = Llama(get_llama_config("debug"))
-    assert parallelize_model(model, dims, dims.build_mesh("cpu")) is model
+    applied = parallelize_model(model, parallel_plan(model), dims, dims.build_mesh("cpu"))
     assert not any(isinstance(p, DTensor) for p in model.parameters())
+    assert (applied.fsdp, applied.float8_linears, applied.float8_all_gather) == (False, 0, False)
 
 
 def test_tp_places_lora_adapters_with_their_bases(one_rank_group: None) -> None:
@@ -69,7 +77,7 @@ def test_tp_places_lora_adapters_with_their_bases(one_rank_group: None) -> None:
         model = Llama(get_llama_config("debug"))
     lora.apply_lora(model, lora.LoRAConfig(targets=("wq", "wk", "wv", "wo")))
     frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
-    apply_tp(model, ParallelDims().build_mesh("cpu")["tp"])
+    apply_tp(model, ParallelDims().build_mesh("cpu")["tp"], tp_plan(model))
     attn = model.layers["0"].attention
     placements = {
         name: str(p.placements) for name, p in attn.named_parameters() if isinstance(p, DTensor)
@@ -87,4 +95,4 @@ def test_tp_refuses_a_wrapped_linear_it_has_no_plan_for(one_rank_group: None) ->
     attn = model.layers["0"].attention
     attn.wq = torch.nn.Sequential(attn.wq)  # not a LoRALinear: no plan splits it correctly
     with pytest.raises(ValueError, match=r"cannot shard layers\.0\.attention\.wq \(Sequential\)"):
-        apply_tp(model, ParallelDims().build_mesh("cpu")["tp"])
+        apply_tp(model, ParallelDims().build_mesh("cpu")["tp"], tp_plan(model))

@@ -14,8 +14,8 @@ from rich.console import Console
 
 from trainperf.launch.runset import SET_FILE as RUNSET_SET_FILE
 from trainperf.launch.runset import write_set_file
+from trainperf.perf.estimate import rcp_mean_samples
 from trainperf.results.parse import summarize_run
-from trainperf.results.perf import rcp_mean_samples
 from trainperf.results.watch import (
     EXIT_FAILED,
     EXIT_RUNNING,

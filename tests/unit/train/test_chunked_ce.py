@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from trainperf.models.llama import Llama, get_llama_config
+from trainperf.models.llama.model import Llama, get_llama_config
 from trainperf.train.loss import ChunkedCrossEntropy, chunked_loss_head, loss_terms
 
 

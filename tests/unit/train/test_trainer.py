@@ -1,15 +1,18 @@
-"""The trainer's MLLOG sequence and its behaviour on failure, on a very small built-in corpus."""
+"""The Trainer: its model from a family (random init or a checkpoint), its device, and the
+facts of the run header it reports from the model as built."""
 
 import json
-import time
 
 import pytest
 from rich.console import Console
 
-from trainperf.benchmarks import get_default_config
-from trainperf.config import apply_overrides, load_config
+from trainperf.benchmarks import get_benchmark, get_default_config
+from trainperf.config import apply_overrides
 from trainperf.data.prepare import prepare_data
+from trainperf.train import run as R
 from trainperf.train import trainer as T
+
+SPEC = get_benchmark("llama31_8b")
 
 
 def small_config(tmp_path, *extra):
@@ -37,76 +40,13 @@ def records(path):
     return [json.loads(line.split(":::MLLOG ", 1)[1]) for line in path.read_text().splitlines()]
 
 
+def resolved(cfg):
+    return SPEC.resolve(cfg)
+
+
 def run(cfg):
     paths = prepare_data(cfg, progress=False)
-    return T.run_benchmark(cfg, paths, console=Console(quiet=True), show_progress=False)
-
-
-def test_mllog_sequence_and_cadence(tmp_path):
-    cfg = small_config(tmp_path, "train.seed=5")
-    result = run(cfg)
-    assert result.status == "aborted" and result.steps == 9  # target 0.5 is out of reach
-    recs = records(result.log_path)
-    keys = [r["key"] for r in recs]
-    assert keys[:2] == ["cache_clear", "init_start"]
-    assert keys.index("init_stop") < keys.index("run_start") < keys.index("block_start")
-    assert keys[-1] == "run_stop" and keys.count("run_stop") == 1
-    # eval every 10 samples rounded up to the GBS of 4: at 12 and 24 samples (steps 3 and 6), 36
-    evals = [r["metadata"]["samples_count"] for r in recs if r["key"] == "eval_accuracy"]
-    assert evals == [12, 24, 36]
-    assert recs[-1]["metadata"]["status"] == "aborted"
-    assert recs[-1]["metadata"]["samples_count"] == 36
-    seed = [r for r in recs if r["key"] == "seed"]
-    assert len(seed) == 1 and seed[0]["value"] == 5
-    assert load_config(result.config_path).train.seed == 5
-    # every eval is bracketed by block_stop/eval_start ... eval_stop at the same samples_count
-    for s in evals:
-        around = [
-            r["key"]
-            for r in recs
-            if r["metadata"].get("samples_count") == s
-            and r["key"] in ("block_stop", "eval_start", "eval_accuracy", "eval_stop")
-        ]
-        assert around == ["block_stop", "eval_start", "eval_accuracy", "eval_stop"]
-
-
-def test_success_stops_at_first_eval_below_target(tmp_path):
-    result = run(small_config(tmp_path, "train.seed=5", "train.target=100"))
-    assert result.status == "success" and result.samples == 12 and result.steps == 3
-    recs = records(result.log_path)
-    assert recs[-1]["key"] == "run_stop"
-    assert recs[-1]["metadata"]["status"] == "success"
-
-
-def test_crash_leaves_a_closed_log(tmp_path, monkeypatch):
-    calls = {"n": 0}
-    original = T.Trainer.train_step
-
-    def failing_step(self):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise RuntimeError("simulated GPU fault")
-        return original(self)
-
-    monkeypatch.setattr(T.Trainer, "train_step", failing_step)
-    with pytest.raises(RuntimeError):
-        run(small_config(tmp_path, "train.seed=1"))
-    log = tmp_path / "results" / "result_0.txt"
-    last = records(log)[-1]
-    assert last["key"] == "run_stop"
-    assert last["metadata"]["status"] == "aborted"
-    assert "simulated GPU fault" in last["metadata"]["reason"]
-    assert last["metadata"]["samples_count"] == 12
-
-
-def test_reruns_never_overwrite(tmp_path):
-    cfg = small_config(tmp_path, "train.max_steps=3")
-    first = run(cfg)
-    before = first.log_path.read_bytes()
-    second = run(cfg)
-    assert (first.index, second.index) == (0, 1)
-    assert first.log_path.read_bytes() == before
-    assert first.seed != second.seed  # a fresh seed per run when none is given
+    return R.run_benchmark(cfg, SPEC, paths, console=Console(quiet=True), show_progress=False)
 
 
 def test_missing_gpu_is_a_clear_error(tmp_path, monkeypatch):
@@ -119,14 +59,18 @@ def test_missing_gpu_is_a_clear_error(tmp_path, monkeypatch):
 def test_start_from_hf_checkpoint(tmp_path):
     """model.checkpoint loads an HF-format checkpoint instead of the random init; a checkpoint
     of another shape is refused before training with the field that differs."""
-    from trainperf.models.hf_adapter import save_hf_checkpoint
+    from trainperf.models.llama.hf import save_hf_checkpoint
 
     cfg = small_config(tmp_path, "train.seed=2", "train.max_steps=3")
     paths = prepare_data(cfg, progress=False)
-    source = T.Trainer(cfg, paths, ml=None, console=Console(quiet=True)).build_model()
+    source = T.Trainer(
+        resolved(cfg), SPEC, paths, ml=None, console=Console(quiet=True)
+    ).build_model()
     save_hf_checkpoint(source, tmp_path / "ckpt")
     cfg = apply_overrides(cfg, [f"model.checkpoint={tmp_path / 'ckpt'}", "train.seed=9"])
-    loaded = T.Trainer(cfg, paths, ml=None, console=Console(quiet=True)).build_model()
+    loaded = T.Trainer(
+        resolved(cfg), SPEC, paths, ml=None, console=Console(quiet=True)
+    ).build_model()
     for (name, a), b in zip(source.state_dict().items(), loaded.state_dict().values()):
         assert a.equal(b), name
     result = run(cfg)
@@ -134,36 +78,51 @@ def test_start_from_hf_checkpoint(tmp_path):
     bad = apply_overrides(cfg, ["data.vocab_size=1024"])
     with pytest.raises(ValueError, match="vocab_size"):
         T.Trainer(
-            bad, prepare_data(bad, progress=False), ml=None, console=Console(quiet=True)
+            resolved(bad),
+            SPEC,
+            prepare_data(bad, progress=False),
+            ml=None,
+            console=Console(quiet=True),
         ).build_model()
 
 
-def test_sigterm_becomes_run_terminated_once_then_the_old_handler_returns() -> None:
-    import os
-    import signal
+# --- the run header's disclosure keys (mandatory from ruleset 6.1.0) ----------------------------
 
-    from trainperf.train.trainer import RunTerminated, sigterm_raises
-
-    before = signal.getsignal(signal.SIGTERM)
-    with pytest.raises(RunTerminated, match="SIGTERM"):
-        with sigterm_raises():
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(1)  # the handler runs between bytecodes
-    assert signal.getsignal(signal.SIGTERM) is before
-    with sigterm_raises():
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-            time.sleep(1)
-        except RunTerminated:
-            os.kill(os.getpid(), signal.SIGTERM)  # while closing the log: ignored
-            time.sleep(0.2)
+LAYOUTS = {
+    # overrides -> (linear, attn, comm) precisions on one CPU process
+    "fp32": ([], ("fp32", "fp32", "fp32")),
+    "bf16": (["train.dtype=bfloat16"], ("bfloat16", "bfloat16", "bfloat16")),
+    "float8": (["parallel.float8=tensorwise"], ("fp8", "fp32", "fp32")),
+    "float8_bf16": (
+        ["parallel.float8=tensorwise", "train.dtype=bfloat16"],
+        ("fp8", "bfloat16", "bfloat16"),
+    ),
+}
 
 
-def test_page_cache_drop_reports_whether_it_happened(monkeypatch) -> None:
-    import builtins
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_header_discloses_the_layout_as_built(tmp_path, name: str) -> None:
+    pytest.importorskip("torchao")
+    from mlperf_logging.mllog import constants as C
 
-    def denied(path, *args, **kwargs):
-        raise PermissionError(13, "Permission denied", path)
+    from trainperf.mlperf.events import disclosure_events
+    from trainperf.mlperf.logger import MLPerfLogger
+    from trainperf.perf.measure import SyntheticData
 
-    monkeypatch.setattr(builtins, "open", denied)
-    assert T.clear_page_cache() is False
+    overrides, (linear, attn, comm) = LAYOUTS[name]
+    cfg = resolved(small_config(tmp_path, "train.seed=3", "model.flavor=debug", *overrides))
+    trainer = T.Trainer(cfg, SPEC, None, ml=MLPerfLogger(None), console=Console(quiet=True))
+    trainer.data = SyntheticData(seq_len=32, vocab_size=512, eval_samples=4)
+    trainer.setup()
+    facts = trainer.facts(platform="1xCPU")
+    events = dict(disclosure_events(facts, config_filename="config_0.json"))
+    assert events[C.LOWEST_NUMERICAL_PRECISION_IN_LINEAR] == linear
+    assert events[C.LOWEST_NUMERICAL_PRECISION_IN_ATTN] == attn
+    assert events[C.LOWEST_NUMERICAL_PRECISION_IN_COMM] == comm
+    par = cfg.parallel
+    assert events[C.TENSOR_PARALLELISM] == par.tp and events[C.CONTEXT_PARALLELISM] == par.cp
+    assert events[C.PIPELINE_PARALLELISM] == events[C.EXPERT_PARALLELISM] == 1
+    assert events[C.MICRO_BATCH_SIZE] == cfg.train.micro_batch_size == 2
+    assert facts.grad_accumulation == 2  # GBS 4 = 1 rank x micro-batch 2 x 2
+    assert events[C.CONFIG_FILENAME] == "config_0.json"
+    assert (trainer.applied.float8_linears > 0) == (linear == "fp8")

@@ -35,8 +35,8 @@ from trainperf.models.checkpoint import (
     full_tensor,
     load_plan,
     local_tensor,
+    process_rank,
     quantized_owners,
-    rank,
     read_json,
     read_rows,
     read_weight_map,
@@ -434,7 +434,7 @@ def save_hf_checkpoint(
     """
     llama = find_llama(model)
     fused = llama.cfg.fused_qkv if fused is None else fused
-    writer = rank() == 0
+    writer = process_rank() == 0
     ours: dict[str, torch.Tensor] = {}
     for n, p in base_params(model).items():  # one parameter gathered at a time
         full = full_tensor(p)  # a collective: every rank gathers, only the writer keeps it
@@ -497,7 +497,7 @@ def save_peft_adapter(
     mods, rank, alpha, dropout = _lora_settings(model)
     a = {name: full_tensor(m.lora_a.weight) for name, m in mods}
     b = {name: full_tensor(m.lora_b.weight) for name, m in mods}
-    if rank() != 0:
+    if process_rank() != 0:
         return None
     cfg = llama.cfg
     tensors = {_peft_name(n, "lora_A.weight"): t.contiguous() for n, t in a.items()}

@@ -1,4 +1,4 @@
-"""Unit tests for trainperf.results.perf: the NVIDIA 405B recipe figures and RCP projections."""
+"""trainperf.perf.estimate and peaks: the NVIDIA 405B recipe figures and RCP projections."""
 
 from __future__ import annotations
 
@@ -6,18 +6,16 @@ import json
 
 import pytest
 
-from trainperf.benchmarks import llama31_8b
-from trainperf.results.perf import (
-    DEVICE_PEAKS,
-    EVAL_CADENCES,
+from trainperf.benchmarks import get_benchmark
+from trainperf.perf.estimate import (
     NVIDIA_405B_RECIPE_OVERRIDES,
-    dense_peak_tflops,
     estimate,
     estimate_to_dict,
     project_time_to_train,
     projection_to_dict,
     rcp_mean_samples,
 )
+from trainperf.perf.peaks import DEVICE_PEAKS, dense_peak_tflops, device_key
 
 RECIPE = dict(model="llama3.1-405b", seq=8192, gbs=252, gpus=576, device="h100", dtype="fp8")
 
@@ -65,7 +63,7 @@ def test_dense_peaks() -> None:
     [
         ({"device": "a100"}, "known: h100, h200"),
         ({"dtype": "fp4"}, "known: bf16, fp8"),
-        ({"model": "gpt3"}, "llama3.1-405b"),
+        ({"model": "gpt3"}, "unknown model 'gpt3'; known: .*llama3.1-405b"),
         ({"gbs": 0}, "gbs must be a positive"),
     ],
 )
@@ -112,12 +110,25 @@ def test_projection_405b_eval_count_and_measured_eval_rate() -> None:
 
 
 def test_projection_rejects_unknown_benchmark() -> None:
-    with pytest.raises(ValueError, match="known: llama2_70b_lora"):
+    with pytest.raises(ValueError, match="unknown benchmark 'gpt3'; known: llama31_8b"):
         project_time_to_train(benchmark="gpt3", gbs=8, samples_per_s=1.0)
 
 
-def test_eval_cadence_matches_benchmark_module() -> None:
-    cadence = EVAL_CADENCES["llama31_8b"]
-    assert cadence.every_samples == llama31_8b.EVALUATION_FREQUENCY
-    assert cadence.eval_samples == llama31_8b.EVAL_SAMPLES
+def test_eval_cadence_is_the_specs() -> None:
+    cadence = get_benchmark("llama31_8b").eval
+    assert (cadence.every_samples, cadence.eval_samples) == (12288, 1024)
     assert cadence.interval(40) == 12320  # ceil(12288 / 40) * 40
+    lora = get_benchmark("llama2_70b_lora").eval
+    assert (lora.evaluations_skipped(8), lora.first_eval_index(8)) == (3, 4)  # first at 1536
+    big = get_benchmark("llama31_405b").eval
+    assert (big.evaluations_skipped(1152), big.first_eval_index(1152)) == (14, 14)
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [("NVIDIA H200", "h200"), ("NVIDIA H100 80GB HBM3", "h100"), ("NVIDIA B200", "b200"),
+     ("AMD Instinct MI300X", "mi300x"), ("AMD Instinct MI325X", "mi325x"),
+     ("AMD Instinct MI355X", "mi355x"), ("cpu", None), ("NVIDIA A100-SXM4-80GB", None)],
+)  # fmt: skip
+def test_one_device_key_for_every_device_name(name: str, key: str | None) -> None:
+    assert device_key(name) == key

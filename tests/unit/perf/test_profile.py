@@ -6,7 +6,7 @@ import json
 import pytest
 import torch
 
-from trainperf.train.profile import kernel_category, summarize_trace, write_trace
+from trainperf.perf.profile import kernel_category, summarize_trace, write_trace
 
 
 def kernel(name: str, ts: float, dur: float, cat: str = "kernel") -> dict:

@@ -1,4 +1,5 @@
-"""What PretrainData hands the trainer: megatron-order windows, checked against the vocabulary."""
+"""What the pretraining reader hands the trainer: megatron-order windows, checked against the
+model's vocabulary."""
 
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from trainperf.data import c4
 from trainperf.data.gpt_dataset import GPTTrainDataset
 from trainperf.data.indexed import IndexedDataset, write_indexed_dataset
 from trainperf.data.prepare import data_paths, index_cache_dir
-from trainperf.train.batches import build_data
+from trainperf.data.readers import PretrainData
 
 
 def c4_folder(tmp_path: Path, top: int) -> Path:
@@ -37,7 +38,7 @@ def test_train_batches_are_megatron_windows_in_order(tmp_path: Path) -> None:
     cfg = config(c4_folder(tmp_path, top=1000))
     paths = data_paths(cfg)
     assert paths.train_prefix == tmp_path / "data" / c4.TRAIN_PREFIX
-    data = build_data(cfg, paths, vocab_size=1000)
+    data = PretrainData(cfg, paths, vocab_size=1000)
     reference = GPTTrainDataset(
         IndexedDataset(paths.train_prefix), seq_len=16, seed=5, num_samples=40 * 4
     )
@@ -53,7 +54,7 @@ def test_train_batches_are_megatron_windows_in_order(tmp_path: Path) -> None:
 
 def test_tokens_outside_the_vocabulary_are_a_clear_error(tmp_path: Path) -> None:
     cfg = config(c4_folder(tmp_path, top=5000))
-    data = build_data(cfg, data_paths(cfg), vocab_size=2048)
+    data = PretrainData(cfg, data_paths(cfg), vocab_size=2048)
     with pytest.raises(ValueError, match=r"c4-train.en_6_text_document.bin holds token id \d+, "
                        r"outside the model's vocabulary of 2048"):  # fmt: skip
         data.train_batch(range(4))

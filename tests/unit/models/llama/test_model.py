@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from trainperf.models.llama import (
+from trainperf.models.llama.model import (
     LLAMA_CONFIGS,
     Attention,
     Llama,
@@ -18,11 +18,11 @@ from trainperf.models.llama import (
     apply_rope,
     get_llama_config,
     model_flops_per_token_nvidia,
-    num_flops_per_token,
     num_params,
     num_params_from_config,
     precompute_rope_cache,
     precompute_rope_freqs,
+    training_flops_per_token,
 )
 
 
@@ -73,11 +73,20 @@ def test_param_count_from_config_matches_model() -> None:
 
 def test_flops_per_token_llama31_8b() -> None:
     cfg = get_llama_config("llama3.1-8b")
-    non_embedding = 8_030_261_248 - 128256 * 4096
-    assert num_flops_per_token(cfg, 8192) == 6 * non_embedding + 12 * 32 * 4096 * 8192
+    # the matmul weights: every parameter but the embedding and the 65 norms
+    matmuls = 8_030_261_248 - 128256 * 4096 - (32 * 2 + 1) * 4096
+    assert training_flops_per_token(cfg, 8192) == 6 * matmuls + 12 * 32 * 4096 * 8192
     nvidia = model_flops_per_token_nvidia(cfg, 8192)
     assert nvidia == pytest.approx(57.9e9, rel=1e-3)
     assert nvidia == 57_912_852_480  # 12*32*4096^2*3.25 + 18*32*14336*4096 + 6*128256*4096
+
+
+@pytest.mark.parametrize("name", list(LLAMA_CONFIGS))
+def test_counted_flops_equal_the_nvidia_formula(name: str) -> None:
+    # counted on the meta-built model; NVIDIA's closed form, for every flavor and two lengths
+    cfg = LLAMA_CONFIGS[name]
+    for seq in (128, 8192):
+        assert training_flops_per_token(cfg, seq) == model_flops_per_token_nvidia(cfg, seq)
 
 
 # --- config -------------------------------------------------------------------------------------

@@ -17,13 +17,13 @@ import torch.nn.functional as F
 import transformers  # noqa: E402  (test extra: a missing install must fail, not skip)
 from safetensors.torch import load_file, save_file
 
-from trainperf.models.hf_adapter import (
+from trainperf.models.llama.hf import (
     config_from_hf,
     from_hf_state_dict,
     load_hf_checkpoint,
     save_hf_checkpoint,
 )
-from trainperf.models.llama import Llama, precompute_rope_freqs
+from trainperf.models.llama.model import Llama, precompute_rope_freqs
 
 TOL = 1e-5
 VOCAB, SEQ = 256, 48

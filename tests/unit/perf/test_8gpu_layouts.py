@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from trainperf.benchmarks import get_default_config
+from trainperf.benchmarks import get_benchmark, get_default_config
 from trainperf.config import apply_overrides
-from trainperf.launch.systems import HEADROOM, SYSTEMS, estimate_config_memory
+from trainperf.launch.systems import SYSTEMS
 from trainperf.parallel.dims import ParallelDims
-from trainperf.train.trainer import model_config
+from trainperf.perf.memory import HEADROOM, estimate_config_memory
 
 DGX = SYSTEMS["DGXH200_1x8"]
 
@@ -31,11 +31,12 @@ PRETRAIN_LAYOUTS = {"fsdp8": [], "fsdp8_fp8": ["parallel.float8=tensorwise"]}
 def _check(benchmark: str, overrides: list[str]) -> float:
     cfg = apply_overrides(get_default_config(benchmark, "full"), overrides)
     par, t = cfg.parallel, cfg.train
-    model = model_config(cfg)
+    family = get_benchmark(benchmark).family
+    model = family.model_config(cfg)
     dims = ParallelDims(dp_shard=par.dp_shard, cp=par.cp, tp=par.tp, world_size=DGX.world_size)
-    dims.validate_for_model(model, seq_len=t.seq_len)
+    dims.validate_sizes(family.tp_sizes(model), seq_len=t.seq_len)
     assert t.global_batch_size % (t.micro_batch_size * dims.dp_shard) == 0
-    estimate = estimate_config_memory(cfg, model, world=DGX.world_size)
+    estimate = estimate_config_memory(cfg, family.shape(model), world=DGX.world_size)
     assert estimate.total_gib <= HEADROOM * DGX.memory_gib, (overrides, estimate.describe())
     return estimate.total_gib
 

@@ -1,4 +1,4 @@
-"""Unit tests for trainperf.models.hf_adapter: configs, the row layouts, bad checkpoints, the hub
+"""Unit tests for trainperf.models.llama.hf: configs, the row layouts, bad checkpoints, the hub
 path and PEFT adapters. CPU, `debug` sizes, no network."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-import trainperf.models.hf_adapter as hfa
-from trainperf.models.hf_adapter import (
+import trainperf.models.llama.hf as hfa
+from trainperf.models.llama.hf import (
     check_config_matches,
     config_from_hf,
     config_to_hf,
@@ -24,7 +24,7 @@ from trainperf.models.hf_adapter import (
     save_peft_adapter,
     to_hf_state_dict,
 )
-from trainperf.models.llama import (
+from trainperf.models.llama.model import (
     Llama,
     apply_rope,
     get_llama_config,
