@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from trainperf.atomic import write_text_atomic
 
 DATA_SOURCES = ("c4", "govreport", "builtin")
 CROSS_ENTROPY_IMPLS = ("auto", "chunked", "plain")
@@ -397,9 +398,7 @@ def apply_overrides(cfg: Config, overrides: list[str]) -> Config:
 
 def save_config(cfg: Config, path: Path) -> None:
     """Write the resolved config as JSON, atomically (temporary name, then rename)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(cfg.to_dict(), indent=2, sort_keys=False) + "\n")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(cfg.to_dict(), indent=2, sort_keys=False) + "\n")
 
 
 def load_config(path: Path) -> Config:

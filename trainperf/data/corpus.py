@@ -14,7 +14,6 @@ import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
 import sysconfig
 import time
@@ -28,6 +27,7 @@ import tokenizers
 from rich.console import Console
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from trainperf.atomic import atomic_path
 from trainperf.data.indexed import best_fitting_dtype, write_indexed_dataset
 
 MANIFEST_FORMAT_VERSION = 1
@@ -231,10 +231,7 @@ def build_builtin_corpus(
         if stages.console is not None:
             stages.console.print(f"[green]✓[/green] cached corpus in {out_dir}")
         return cached
-    tmp_dir = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp_dir, ignore_errors=True)
-    tmp_dir.mkdir(parents=True)
-    try:
+    with atomic_path(out_dir, directory=True) as tmp_dir:
         manifest = _build_into(
             tmp_dir,
             documents,
@@ -244,9 +241,6 @@ def build_builtin_corpus(
             max_bytes=max_bytes,
             fingerprint=fingerprint,
         )
-        _replace_dir(tmp_dir, out_dir)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
     return _info_from_manifest(out_dir, manifest)
 
 
@@ -303,15 +297,6 @@ def _describe_file(path: Path) -> dict[str, Any]:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return {"bytes": path.stat().st_size, "sha256": h.hexdigest()}
-
-
-def _replace_dir(new: Path, out_dir: Path) -> None:
-    """Move ``new`` to ``out_dir``; an old ``out_dir`` is moved aside first, then deleted."""
-    old = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-    if out_dir.exists():
-        os.replace(out_dir, old)
-    os.replace(new, out_dir)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _load_manifest(out_dir: Path) -> dict[str, Any] | None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 import ast
 import hashlib
 import json
-import os
 import re
 import shutil
 import textwrap
@@ -28,6 +27,7 @@ from pathlib import Path
 
 from tokenizers import Tokenizer
 
+from trainperf.atomic import atomic_path
 from trainperf.data import govreport
 from trainperf.data.corpus import (
     EOD_TOKEN,
@@ -188,10 +188,7 @@ def build_docstring_task(
         unseen, seen, tokenizer, seq_len=seq_len, eod=eod, counts=(train_samples, eval_samples)
     )
     splits = {k: ([r[0] for r in v], [r[1] for r in v]) for k, v in rows.items()}
-    tmp = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+    with atomic_path(out_dir, directory=True) as tmp:
         for split, (ids, labels) in splits.items():
             govreport.write_parquet(tmp / f"{split}-00000-of-00001.parquet", ids, labels)
         shutil.copyfile(corpus_dir / TOKENIZER_NAME, tmp / TOKENIZER_NAME)
@@ -204,9 +201,4 @@ def build_docstring_task(
             },
         }
         (tmp / MANIFEST_NAME).write_text(json.dumps(info, indent=2) + "\n")
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out_dir

@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, BinaryIO, Literal
 import numpy as np
 import torch
 
+from trainperf.atomic import atomic_path
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -274,16 +276,10 @@ def get_batch(
 
 def _write_atomic(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Write through a temporary file in the same folder, then rename: never a partial file."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        write(f)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def _check_pairs(path: Path, input_ids: Sequence, labels: Sequence) -> None:

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -35,6 +34,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from trainperf.atomic import atomic_path
 from trainperf.data.indexed import IndexedDataset
 
 # Megatron: when the last epoch is needed for fewer than 80% of its samples, its samples are
@@ -166,16 +166,12 @@ def load_or_build_indices(
     indices = build_indices(dataset.sizes, seq_len=seq_len, seed=seed, num_samples=num_samples)
     Path(cache_dir).mkdir(parents=True, exist_ok=True)
     for path, array in zip([*names, described], [*indices, None]):
-        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-        try:
+        with atomic_path(path) as tmp:
             if array is None:
                 tmp.write_text(json.dumps(description, indent=1, sort_keys=True))
             else:
                 with open(tmp, "wb") as f:
                     np.save(f, array)
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
     return indices
 
 

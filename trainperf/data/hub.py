@@ -20,6 +20,8 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+from trainperf.atomic import atomic_path
+
 GOVREPORT_REPO = "regisss/scrolls_gov_report_preprocessed_mlperf_2"
 LLAMA2_70B_REPO = "meta-llama/Llama-2-70b-hf"
 # The hub dataset keeps data/{train,validation}-00000-of-00001.parquet beside a README
@@ -223,16 +225,11 @@ def _link_or_copy(src: Path, dst: Path) -> None:
 
     if dst.exists() and os.path.samefile(src, dst):
         return
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    tmp.unlink(missing_ok=True)
-    try:
+    with atomic_path(dst) as tmp:
         try:
             os.link(src, tmp)
         except OSError:  # no hard links here (some network filesystems): a copy does the same
             shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def download_model(

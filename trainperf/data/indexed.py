@@ -17,13 +17,14 @@ NeMo uses for the MLPerf llama31_8b reference. Our writer makes every document o
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from trainperf.atomic import atomic_path
 
 INDEX_MAGIC = b"MMIDIDX\x00\x00"
 INDEX_VERSION = 1
@@ -81,19 +82,13 @@ def write_indexed_dataset(
     code = get_dtype_code(dtype)
     prefix = Path(prefix)
     bin_path, idx_path = get_bin_path(prefix), get_index_path(prefix)
-    tmp_bin = bin_path.with_name(f"{bin_path.name}.tmp-{os.getpid()}")
-    tmp_idx = idx_path.with_name(f"{idx_path.name}.tmp-{os.getpid()}")
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        with open(tmp_bin, "wb") as f:
+    # the .idx is what makes a pair look complete: it goes last, and away first
+    with atomic_path(idx_path) as tmp_idx:
+        with atomic_path(bin_path) as tmp_bin, open(tmp_bin, "wb") as f:
             sizes = [_write_document(f, doc, dtype, number) for number, doc in enumerate(documents)]
+            idx_path.unlink(missing_ok=True)
         _write_index(tmp_idx, np.asarray(sizes, dtype=np.int64), dtype=dtype, code=code)
-        idx_path.unlink(missing_ok=True)  # the .idx is what makes a pair look complete
-        os.replace(tmp_bin, bin_path)
-        os.replace(tmp_idx, idx_path)
-    finally:
-        tmp_bin.unlink(missing_ok=True)
-        tmp_idx.unlink(missing_ok=True)
 
 
 def _write_document(f: Any, doc: np.ndarray, dtype: np.dtype, number: int) -> int:

@@ -22,7 +22,6 @@ text carries a credential.
 from __future__ import annotations
 
 import fnmatch
-import os
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +40,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
+from trainperf.atomic import write_text_atomic
 from trainperf.data.transfer import (
     URL_FIX,
     Client,
@@ -154,14 +154,10 @@ def _select(
 
 
 def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        tmp.write_text(text)
-        os.replace(tmp, path)
+        write_text_atomic(path, text)
     except OSError as exc:
         raise disk_error(exc, path) from None
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _read_listing(client: Client, uri_url: str) -> DatasetListing:

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from trainperf.atomic import atomic_path
+
 # First match wins: attention kernels are named after GEMM libraries too (fmha_cutlass...,
 # cudnn ... sdpa ... wgmma), Triton GEMM templates are "triton_tem_...".
 KERNEL_CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -171,10 +173,8 @@ def write_trace(prof: torch.profiler.profile, path: Path) -> list[dict]:
     prof.export_chrome_trace(str(raw))
     try:
         data = json.loads(raw.read_text())
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with gzip.open(tmp, "wt") as fh:
+        with atomic_path(path) as tmp, gzip.open(tmp, "wt") as fh:
             json.dump(data, fh)
-        os.replace(tmp, path)
     finally:
         raw.unlink(missing_ok=True)
     events = data.get("traceEvents", []) if isinstance(data, dict) else data

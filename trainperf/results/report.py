@@ -11,14 +11,13 @@ Every file is written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mlperf_logging.mllog import constants as C
 
+from trainperf.atomic import write_bytes_atomic
 from trainperf.benchmarks import BENCHMARKS
 from trainperf.mlperf.rcp import rcp_band
 from trainperf.mlperf.seeds import check_seeds
@@ -152,20 +151,11 @@ def _make_dir(out_dir: Path) -> None:
 def _write_atomic(path: Path, data: bytes) -> Path:
     """Write under a temporary name in the same folder, then rename (never half-written)."""
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        return write_bytes_atomic(path, data)
     except OSError as exc:
         raise ValueError(
             f"cannot write {path}: {exc.strerror or exc}; choose a writable folder with --out"
         ) from None
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 # --- reading the runs -------------------------------------------------------------------------

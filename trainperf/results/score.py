@@ -19,9 +19,7 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,6 +28,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from trainperf.atomic import write_text_atomic
 from trainperf.mlperf.compliance import ComplianceReport, check_run_log, choose_ruleset
 from trainperf.mlperf.rcp import RCPVerdict, check_rcp
 from trainperf.results.parse import RunSummary, summarize_run
@@ -391,14 +390,7 @@ def write_scaling(directory: Path, factor: float) -> Path:
     """Write ``{"scaling_factor": factor}`` to ``directory/scaling.json`` atomically."""
     assert math.isfinite(factor) and factor > 0, factor
     target = Path(directory) / "scaling.json"
-    fd, tmp = tempfile.mkstemp(prefix=".scaling.", suffix=".json", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(json.dumps({"scaling_factor": factor}))
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_text_atomic(target, json.dumps({"scaling_factor": factor}))
     return target
 
 

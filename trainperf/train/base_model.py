@@ -14,8 +14,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -24,6 +22,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from trainperf.atomic import atomic_path
 from trainperf.config import Config, DataConfig, LogConfig, ModelConfig, TrainConfig
 from trainperf.data.prepare import DataPaths, data_paths, prepare_data
 from trainperf.data.readers import read_pretraining
@@ -142,9 +141,7 @@ def prepare_base_model(
                 bar.update(task, completed=step + 1, loss=f"{float(loss):.3f}")
         bar.update(task, completed=BASE_STEPS)
     eval_loss = trainer.evaluate()
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
+    with atomic_path(out, directory=True) as tmp:
         spec.family.save_checkpoint(trainer.model, tmp)
         info = {
             "fingerprint": fingerprint,
@@ -153,12 +150,6 @@ def prepare_base_model(
             "seconds": round(time.perf_counter() - t0, 1),
         }
         (tmp / BASE_MANIFEST).write_text(json.dumps(info, indent=2) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     console.print(
         f"[green]✓[/green] base model: {BASE_STEPS} steps, eval log perplexity "
         f"{eval_loss:.3f}, {info['seconds']} s -> {out}"
