@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-T0 = 1_700_000_000_000
+from mllog_lines import T0
+from mllog_lines import mllog as line
+
 HEADER = {  # what the closed llama31_8b rules accept at GBS 32
     "submission_benchmark": "llama31_8b",
     "global_batch_size": 32,
@@ -19,10 +21,7 @@ HEADER = {  # what the closed llama31_8b rules accept at GBS 32
 
 
 def mllog(key: str, value=None, *, t: int, **meta) -> str:
-    kind = "INTERVAL_START" if key.endswith("_start") else "INTERVAL_END"
-    kind = kind if key.endswith(("_start", "_stop")) else "POINT_IN_TIME"
-    record = {"time_ms": t, "event_type": kind, "key": key, "value": value, "metadata": meta}
-    return ":::MLLOG " + json.dumps(record)
+    return line(key, value, time_ms=t, **meta)
 
 
 def write_run(path: Path, evals: list[float], *, status: str) -> None:

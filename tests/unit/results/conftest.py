@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-T0 = 1_700_000_000_000  # ms since the epoch
+from mllog_lines import T0
+from mllog_lines import mllog as line
 
 # Hyperparameters that the closed llama31_8b rules accept at GBS 32 (what the HPE v5.1 logs hold).
 LLAMA31_8B_HYPER: dict[str, Any] = {
@@ -22,23 +21,8 @@ LLAMA31_8B_HYPER: dict[str, Any] = {
 }
 
 
-def mllog(key: str, value: Any = None, *, time_ms: int, event_type: str = "", **meta: Any) -> str:
-    kind = event_type or (
-        "INTERVAL_START"
-        if key.endswith("_start")
-        else "INTERVAL_END"
-        if key.endswith("_stop")
-        else "POINT_IN_TIME"
-    )
-    record = {
-        "namespace": "",
-        "time_ms": time_ms,
-        "event_type": kind,
-        "key": key,
-        "value": value,
-        "metadata": {"file": "train.py", "lineno": 1, **meta},
-    }
-    return "0: :::MLLOG " + json.dumps(record)  # json writes NaN for nan, as Python loggers do
+def mllog(key: str, value: Any = None, *, time_ms: int, **meta: Any) -> str:
+    return line(key, value, time_ms=time_ms, prefix="0: ", **meta)  # as srun --label writes
 
 
 def write_log(

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
-from typing import Any
 
 import pytest
+from mllog_lines import T0, mllog
 
 from trainperf.results.parse import (
     NO_RUN_START,
@@ -17,23 +16,6 @@ from trainperf.results.parse import (
     parse_log,
     summarize_run,
 )
-
-T0 = 1_700_000_000_000  # ms since epoch
-
-
-def mllog(
-    key: str, value: Any = None, *, time_ms: int, event_type: str = "POINT_IN_TIME", **metadata: Any
-) -> str:
-    """One line in the exact format mlperf_logging.mllog writes."""
-    record = {
-        "namespace": "",
-        "time_ms": time_ms,
-        "event_type": event_type,
-        "key": key,
-        "value": value,
-        "metadata": {"file": "train.py", "lineno": 1, **metadata},
-    }
-    return ":::MLLOG " + json.dumps(record)
 
 
 def build_log(

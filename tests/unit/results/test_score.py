@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mllog_lines import T0, mllog
 from rich.console import Console
 
 from trainperf.results.score import (
@@ -20,8 +21,6 @@ from trainperf.results.score import (
     sort_naturally,
 )
 
-T0 = 1_700_000_000_000  # ms since epoch
-
 
 def score_plain(path: Path) -> Any:
     """Hand-made logs are not full MLPerf logs: score them without compliance or RCP checks."""
@@ -29,18 +28,6 @@ def score_plain(path: Path) -> Any:
 
 
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "mlperf_results"
-
-
-def mllog(key: str, value: Any = None, *, time_ms: int, **metadata: Any) -> str:
-    record = {
-        "namespace": "",
-        "time_ms": time_ms,
-        "event_type": "POINT_IN_TIME",
-        "key": key,
-        "value": value,
-        "metadata": {"file": "train.py", "lineno": 1, **metadata},
-    }
-    return ":::MLLOG " + json.dumps(record)
 
 
 def write_run(

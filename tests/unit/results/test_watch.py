@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from mllog_lines import T0, mllog
 from rich.console import Console
 
 from trainperf.launch.runset import SET_FILE as RUNSET_SET_FILE
@@ -26,23 +27,7 @@ from trainperf.results.watch import (
 )
 from trainperf.results.watch_view import follow, render_lines, render_table, watch_to_dict
 
-T0 = 1_700_000_000_000  # ms since epoch
 FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "mlperf_results"
-
-
-def mllog(
-    key: str, value: Any = None, *, time_ms: int, event_type: str = "POINT_IN_TIME", **metadata: Any
-) -> str:
-    """One line in the exact format mlperf_logging.mllog writes."""
-    record = {
-        "namespace": "",
-        "time_ms": time_ms,
-        "event_type": event_type,
-        "key": key,
-        "value": value,
-        "metadata": {"file": "train.py", "lineno": 1, **metadata},
-    }
-    return ":::MLLOG " + json.dumps(record)
 
 
 def header(*, benchmark: str = "llama31_8b", gbs: int = 32, seed: int = 7) -> list[str]:
