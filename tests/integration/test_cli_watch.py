@@ -13,22 +13,8 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
 
-T0 = 1_700_000_000_000  # ms since epoch
-
-
-def mllog(key: str, value: Any = None, *, time_ms: int, **metadata: Any) -> str:
-    """One line in the exact format mlperf_logging.mllog writes."""
-    record = {
-        "namespace": "",
-        "time_ms": time_ms,
-        "event_type": "POINT_IN_TIME",
-        "key": key,
-        "value": value,
-        "metadata": {"file": "train.py", "lineno": 1, **metadata},
-    }
-    return ":::MLLOG " + json.dumps(record)
+from mllog_lines import T0, mllog
 
 
 def run_lines(seed: int, evals: list[tuple[int, float]], status: str | None) -> list[str]:
