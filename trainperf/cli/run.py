@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from trainperf.cli.common import (
     add_bench_args,
@@ -12,6 +13,9 @@ from trainperf.cli.common import (
     slurm_request,
     stdout,
 )
+
+if TYPE_CHECKING:
+    from trainperf.config import Config
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -105,7 +109,7 @@ def cmd(args: argparse.Namespace) -> int:
     return 0 if result.status == "success" else 1
 
 
-def _apply_system(args: argparse.Namespace, cfg):
+def _apply_system(args: argparse.Namespace, cfg: Config) -> Config:
     """--system NAME|auto: its GPUs per node and nodes, and its fastest fitting layout before
     the user's overrides; the runs it launches get them on their command line."""
     from trainperf.launch.systems import argv_for_system, choose_layout
