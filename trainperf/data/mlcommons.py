@@ -24,7 +24,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -339,6 +339,21 @@ def verify_dataset_files(
             f"{Path(md5_file).name}: {_first(problems)}; rerun the download to fetch them"
         )
     return [rel for rel, _ in files]
+
+
+def verify_download(
+    dest: Path, *, include: Sequence[str] | None = None, log: Callable[[str], None] = print
+) -> None:
+    """``trainperf download --verify``: check ``dest`` against every ``.md5`` list there, one
+    line each on ``log``; ValueError when it holds none, DownloadError as verify_dataset_files."""
+    md5_files = sorted(dest.glob("*.md5")) if dest.is_dir() else []
+    if not md5_files:
+        raise ValueError(
+            f"no .md5 list in {dest}; download first: trainperf download URI -d {dest}"
+        )
+    for md5_file in md5_files:
+        verified = verify_dataset_files(dest, md5_file, include=include)
+        log(f"{md5_file.name}: {len(verified)} file(s) verified in {dest}")
 
 
 def _check(dest: Path, rel: str, md5: str) -> str | None:

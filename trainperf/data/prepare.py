@@ -8,12 +8,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from mlperf_logging.mllog import constants as C
 
 from trainperf.config import Config
 from trainperf.data import c4
 from trainperf.data.c4 import TRAIN_PREFIX as C4_TRAIN_PREFIX
 from trainperf.data.c4 import VALID_PREFIX as C4_VALID_PREFIX
+
+if TYPE_CHECKING:
+    from trainperf.benchmarks.spec import BenchmarkSpec
 
 Log = Callable[[str], None]
 
@@ -270,3 +275,91 @@ def verify_md5_lists(
     for md5_file in sorted(folder.glob("*.md5")) if folder.is_dir() else []:
         verified = mlcommons.verify_dataset_files(folder, md5_file, include=include)
         log(f"MD5 verified: {len(verified)} file(s) of {md5_file.name}")
+
+
+def prepare_benchmark(
+    spec: BenchmarkSpec,
+    cfg: Config,
+    *,
+    verify_only: bool = False,
+    skip_model: bool = False,
+    raw_c4: Path | None = None,
+    tokenizer: Path | None = None,
+    dataset_uri: str | None = None,
+    tokenizer_uri: str | None = None,
+    workers: int = 8,
+    log: Log = lambda _: None,
+    console: Any = None,
+) -> Path:
+    """Make the data of benchmark `spec` at the scale of `cfg` ready and verified; returns its
+    folder. By the config's data source:
+
+    - ``govreport``: GovReport and the Llama-2-70B base model (not with ``skip_model``) from the
+      Hugging Face Hub, then both verified (``verify_only``: verify what is there);
+    - ``c4``: MLCommons' preprocessed C4 and its tokenizer, or ``raw_c4`` tokenized here with
+      ``tokenizer`` (``prepare_c4``); ``dataset_uri``/``tokenizer_uri`` replace the rules' own;
+    - ``builtin``: the reduced scales' corpus, built offline and cached.
+
+    The verification lines go to ``log``, download progress to ``console`` (a rich Console).
+    The tiny base model of a reduced fine-tuning scale is trained by ``train/``:
+    ``launch.prepare.prepare_benchmark_files`` adds it."""
+    if cfg.data.source == "govreport":
+        return _prepare_govreport(
+            spec, cfg, verify_only=verify_only, skip_model=skip_model, log=log
+        )
+    if cfg.data.source == "c4":
+        data = spec.data
+        if data.checkpoint_note:  # said first: what prepare cannot fetch
+            _note(data.checkpoint_note, console=console, log=log)
+        if raw_c4 and data.tokenizer_uri is None:
+            raise ValueError(f"--raw-c4 is for llama31_8b; {cfg.benchmark} downloads its C4 files")
+        sources = C4Sources(
+            dataset_uri=dataset_uri or data.dataset_uri,
+            tokenizer_uri=tokenizer_uri or data.tokenizer_uri,
+            tokenizer_repo=data.tokenizer_repo,
+            # the 8B model embeds the Llama 3.1 vocabulary; 405B's is the tokenizer's (Mixtral)
+            vocab_size=data.vocab_size,
+            eval_samples=spec.eval.eval_samples,
+            train_prefixes=data.train_prefixes,
+        )
+        prepare_c4(data_dir(cfg), sources, verify_only=verify_only, raw_c4=raw_c4,
+                   tokenizer=tokenizer, workers=workers, log=log, console=console)  # fmt: skip
+        return data_dir(cfg)
+    if raw_c4:
+        raise ValueError(
+            f"--raw-c4 prepares the full-scale C4 data; {cfg.benchmark} --scale {cfg.scale} uses "
+            f"{cfg.data.source} data: add --scale full"
+        )
+    return prepare_data(cfg, train_prefixes=spec.data.train_prefixes, progress=True).root
+
+
+def _prepare_govreport(
+    spec: BenchmarkSpec, cfg: Config, *, verify_only: bool, skip_model: bool, log: Log
+) -> Path:
+    from trainperf.data import govreport
+
+    root = data_dir(cfg)
+    dataset, model = root / GOVREPORT_DIRNAME, root / "model"
+    if not verify_only:
+        from trainperf.data.hub import download_govreport, download_model
+
+        download_govreport(dataset)
+        if not skip_model:
+            download_model(model)
+    for line in govreport.verify_dataset(
+        dataset,
+        train_samples=spec.data.train_samples,
+        eval_samples=spec.eval.eval_samples,
+        max_seq_len=spec.rules[C.MAX_SEQUENCE_LENGTH],
+    ):
+        log(line)
+    if not skip_model:
+        log(spec.family.verify_checkpoint(model, cfg.model.flavor))
+    return root
+
+
+def _note(text: str, *, console: Any, log: Log) -> None:
+    if console is None:
+        log(f"note: {text}")
+    else:
+        console.print(f"[yellow]note:[/] {text}")

@@ -13,6 +13,9 @@ for a submission. A set is planned before any run starts:
 
 Seeds: with ``--seed S`` run i uses S + i (a resumed set gets the seeds it would have had);
 otherwise each run draws a fresh one that no other run of the set has.
+
+Each run is its own ``trainperf run`` process (or, inside a Slurm job, its own ``srun`` step); the
+set's process waits for it, passes SIGTERM on to it and, on Ctrl-C, lets it close its log first.
 """
 
 from __future__ import annotations
@@ -20,12 +23,20 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlperf_logging.mllog import constants as C
+from rich.console import Console
 
+from trainperf.config import Config
+from trainperf.launch import EXIT_USER_ERROR
+from trainperf.launch.torchrun import without_options
 from trainperf.results.parse import parse_log
 from trainperf.train.run import NOT_CONVERGED, fresh_seed
 
@@ -33,6 +44,11 @@ FAILED_DIR = "failed"
 SET_FILE = "runset.json"
 """``{"nexp": N}``: the set's planned size, so that ``trainperf watch`` can say "run i of N"."""
 _RESULT = re.compile(r"^result_(\d+)\.txt$")
+SET_OPTIONS = {"--nexp": True, "--resume": False, "--seed": True, "--run-index": True}
+"""Options of the launching command that its runs must not see again (name -> takes a value)."""
+
+StepCommand = Callable[[list[str], int | None], list[str]]
+"""(a run's trainperf arguments, its index) -> the command that runs it (e.g. an srun step)."""
 
 
 @dataclass
@@ -162,3 +178,84 @@ def seeds_for(plan: SetPlan, base_seed: int | None) -> dict[int, int]:
         used.add(seed)
         seeds[index] = seed
     return seeds
+
+
+def run_set(
+    cfg: Config,
+    *,
+    argv: list[str],
+    nexp: int,
+    resume: bool,
+    seed: int | None,
+    progress: bool,
+    console: Console,
+    out: Console,
+    step: StepCommand | None = None,
+) -> int:
+    """``trainperf *argv --nexp N [--resume]``: each planned run as its own ``trainperf run``
+    process (or ``step``'s command for it), then the score on ``out``. Returns the exit status:
+    0 when the set is complete and scores."""
+    from trainperf.launch.prepare import prepare_run
+    from trainperf.results.score import render_score, score_directory
+
+    results_dir = Path(cfg.log.results_dir).expanduser()
+    plan = plan_run_set(results_dir, nexp, resume=resume)
+    seeds = seeds_for(plan, seed)
+    console.print(plan.describe())
+    write_set_file(results_dir, nexp)  # trainperf watch DIR: "run i of N"
+    prepare_run(cfg, progress=progress)  # once, before the first run
+    base = without_options(argv, SET_OPTIONS)
+    for n, index in enumerate(plan.todo, 1):
+        if index in plan.failed:
+            moved = move_failed_aside(results_dir, index)
+            console.print(f"result_{index}.txt failed ({plan.failed[index]}): moved to {moved}")
+        console.print(
+            f"[bold]run {n} of {len(plan.todo)}[/]: result_{index}.txt, seed {seeds[index]}"
+        )
+        run_args = [*base, "--seed", str(seeds[index]), "--run-index", str(index)]
+        if step is None:
+            command = [sys.executable, "-m", "trainperf", *run_args]
+        else:
+            command = step(run_args, index)
+        rc = wait_for_run(command, console=console)
+        if rc == EXIT_USER_ERROR:  # a bad option or missing data: every later run would fail too
+            console.print("stopping the set: fix the error above, then rerun with --resume")
+            return rc
+    score = score_directory(results_dir)
+    render_score(score, out)
+    final = plan_run_set(results_dir, nexp, resume=True)
+    if final.todo:
+        console.print(f"the set is incomplete: {final.describe()}; rerun with --resume")
+        return 1
+    return 0 if score.score_minutes is not None else 1
+
+
+def wait_for_run(command: list[str], *, console: Console) -> int:
+    """Run one run of a set as a child process and return its exit status; on Ctrl-C let it
+    close its log first (KeyboardInterrupt goes on up). SIGTERM (Slurm's time limit, scancel,
+    kill) goes on to the run, which closes its log as aborted; then this process exits with
+    status 143, as the signal would have ended it, instead of leaving the run training alone."""
+    proc = subprocess.Popen(command)
+    terminated = []
+
+    def forward(signum, frame) -> None:
+        terminated.append(signum)
+        proc.send_signal(signum)
+
+    previous = signal.signal(signal.SIGTERM, forward)
+    try:
+        rc = proc.wait()
+        if terminated:
+            console.print("[yellow]terminated (SIGTERM): the run closed its log; the set stops[/]")
+            raise SystemExit(128 + signal.SIGTERM)
+        return rc
+    except KeyboardInterrupt:
+        proc.send_signal(signal.SIGINT)  # a no-op if the terminal's Ctrl-C reached it already
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.terminate()
+            proc.wait()
+        raise
+    finally:
+        signal.signal(signal.SIGTERM, previous)

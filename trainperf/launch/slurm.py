@@ -16,6 +16,9 @@ writes the one line the script executes): a path with spaces, quotes or ``$(...)
 ``--container IMAGE`` adds pyxis/enroot's ``--container-image``, ``--container-mounts`` and
 ``--container-workdir`` to each ``srun`` step; ``--container-runtime docker`` only prints the
 equivalent ``docker run`` command for one node.
+
+This module renders and submits; ``slurm_job.py`` holds what a run does with it (the submission
+of ``trainperf run`` and the step loop inside the job), ``doctor/launch.py`` the doctor's.
 """
 
 from __future__ import annotations
@@ -29,9 +32,48 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.console import Console
+
+from trainperf.launch.torchrun import without_options
+
 RENDEZVOUS_PORT = 29500
 _TIME = re.compile(r"^(\d+-)?\d{1,2}(:\d{2}){0,2}$")  # sbatch --time forms: MM, HH:MM:SS, D-HH...
 _NAME = re.compile(r"^[\w.,:@%+=-]+$")  # Slurm partition / account / job names: no blanks
+
+
+SLURM_OPTIONS = {
+    "--nnodes": True, "--rdzv-endpoint": True, "--rdzv-id": True,
+    "--launcher": True, "--nodes": True, "--time": True, "--partition": True, "--account": True,
+    "--dry-run": False, "--container": True, "--container-mounts": True,
+    "--container-runtime": True, "--in-slurm-job": False, "--nproc": True,
+}  # fmt: skip
+"""The launching command's options that the job's steps must not see (name -> takes a value)."""
+
+
+@dataclass(frozen=True)
+class SlurmRequest:
+    """The Slurm options of ``run`` and ``doctor`` as given; checked when a job is built."""
+
+    launcher: str = "local"
+    """local: this machine; slurm: an sbatch job."""
+    nodes: int = 1
+    time_limit: str = "04:00:00"
+    partition: str | None = None
+    account: str | None = None
+    dry_run: bool = False
+    """Print the batch script, submit nothing."""
+    container: str | None = None
+    container_mounts: str = ""
+    """pyxis --container-mounts: SRC:DST[:FLAGS],..."""
+    container_runtime: str = "pyxis"
+    """docker: print the equivalent ``docker run`` command instead of a batch script."""
+    in_slurm_job: bool = False
+    """This process is the job's own command, on the first node of the allocation."""
+
+    @property
+    def submits(self) -> bool:
+        """--launcher slurm from outside the job: render and submit (or print) a job."""
+        return self.launcher == "slurm" and not self.in_slurm_job
 
 
 @dataclass
@@ -70,6 +112,25 @@ class SlurmOptions:
         for mount in self.container_mounts:
             if ":" not in mount:
                 raise ValueError(f"--container-mounts {mount!r} must be SRC:DST[:FLAGS]")
+
+
+def slurm_options(
+    request: SlurmRequest, *, gpus_per_node: int, gpus: bool, job_name: str
+) -> SlurmOptions:
+    """The job of `request` with ``gpus_per_node`` ranks per node (python3 in a container)."""
+    container = request.container
+    return SlurmOptions(
+        nodes=request.nodes,
+        gpus_per_node=gpus_per_node,
+        gpus=gpus,
+        time_limit=request.time_limit,
+        partition=request.partition,
+        account=request.account,
+        job_name=job_name,
+        container=container,
+        container_mounts=[m for m in request.container_mounts.split(",") if m],
+        python="python3" if container else sys.executable,
+    )
 
 
 def render_sbatch(opts: SlurmOptions, trainperf_args: list[str]) -> str:
@@ -175,3 +236,28 @@ def submit(script: str, *, results_dir: Path) -> tuple[str, Path, Path]:
     with open(folder / "jobs.txt", "a") as fh:
         fh.write(f"{job_id}\t{stamp}\t{path.name}\n")
     return job_id, path, Path(str(output).replace("%j", job_id))
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    job_id: str
+    script: Path
+    output: Path
+
+
+def print_docker_command(opts: SlurmOptions, argv: list[str], *, out: Console) -> None:
+    """--container-runtime docker: the ``docker run`` line of one node's step, for the user."""
+    print(shlex.join(docker_command(opts, without_options(argv, SLURM_OPTIONS))), file=out.file)
+
+
+def render_or_submit(
+    opts: SlurmOptions, argv: list[str], *, dry_run: bool, results_dir: Path, out: Console
+) -> SubmittedJob | None:
+    """The batch script that runs ``trainperf *argv`` in the job: printed on `out` (dry_run;
+    returns None) or submitted from ``results_dir/slurm/``."""
+    script = render_sbatch(opts, without_options(argv, {"--dry-run": False}))
+    if dry_run:
+        print(script, end="", file=out.file)
+        return None
+    job_id, path, output = submit(script, results_dir=results_dir)
+    return SubmittedJob(job_id, path, output)

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trainperf.config import Config
+from trainperf.launch.torchrun import without_options
 from trainperf.perf.memory import GIB, HEADROOM, MemoryEstimate, ModelShape, estimate_memory
 from trainperf.perf.peaks import device_key
 
@@ -134,3 +136,80 @@ def rank_layouts(
         fits = system.memory_gib == 0 or estimate.total_gib <= HEADROOM * system.memory_gib
         choices.append(LayoutChoice(overrides, estimate, fits))
     return choices
+
+
+def layouts_for(system: SystemPreset, cfg: Config) -> list[LayoutChoice]:
+    """Candidate layouts of `system` for the benchmark config `cfg`, fastest first."""
+    from trainperf.benchmarks import get_benchmark
+
+    family = get_benchmark(cfg.benchmark).family
+    return rank_layouts(
+        system,
+        family.shape(family.model_config(cfg)),
+        seq_len=cfg.train.seq_len,
+        micro_batch=cfg.train.micro_batch_size,
+        lora=cfg.model.lora_rank > 0,
+    )
+
+
+@dataclass(frozen=True)
+class SystemFit:
+    """A row of ``trainperf systems``: a preset and the layout it runs a config with."""
+
+    system: SystemPreset
+    pick: LayoutChoice | None
+    """The fastest layout whose estimate fits; None when none does."""
+    estimate: MemoryEstimate | None
+    """The pick's estimate, else the last (leanest) candidate's."""
+
+
+def system_fits(cfg: Config) -> list[SystemFit]:
+    """Every preset with the fastest layout that fits the benchmark config `cfg`."""
+    rows = []
+    for system in SYSTEMS.values():
+        choices = layouts_for(system, cfg)
+        pick = next((c for c in choices if c.fits), None)
+        estimate = (pick or choices[-1]).estimate if choices else None
+        rows.append(SystemFit(system, pick, estimate))
+    return rows
+
+
+@dataclass(frozen=True)
+class SystemLayout:
+    """``--system NAME``: the preset and the layout a run takes on it."""
+
+    system: SystemPreset
+    overrides: tuple[str, ...]
+    """The layout's config overrides; () on CPU (the benchmark's own layout)."""
+    note: str
+    """One line for the user: the system, the layout and its memory estimate."""
+
+
+def choose_layout(name: str, cfg: Config) -> SystemLayout:
+    """--system NAME|auto: the preset (auto: the local GPUs) and the fastest layout whose
+    estimated memory fits; ValueError with every layout's estimate when none does."""
+    system = detect_system() if name == "auto" else get_system(name)
+    if not system.memory_gib:  # CPU: the benchmark's own layout
+        return SystemLayout(system, (), f"system {system.name}: {system.description}")
+    choices = layouts_for(system, cfg)
+    pick = next((c for c in choices if c.fits), None)
+    if pick is None:
+        lines = "\n".join(f"  {' '.join(c.overrides)}: {c.estimate.describe()}" for c in choices)
+        raise ValueError(
+            f"{cfg.benchmark} ({cfg.scale}) does not fit {system.name} ({system.world_size} x "
+            f"{system.memory_gib:.0f} GiB) in any layout:\n{lines}\nuse more GPUs or nodes"
+        )
+    note = (
+        f"system {system.name} ({system.description}): {' '.join(pick.overrides)}; "
+        f"{pick.estimate.describe()} of {system.memory_gib:.0f}"
+    )
+    return SystemLayout(system, pick.overrides, note)
+
+
+def argv_for_system(argv: list[str], layout: SystemLayout) -> list[str]:
+    """The command line that the launched runs get: the preset's --nproc and --nodes instead of
+    --system, and the layout's overrides that it does not hold yet (appended)."""
+    system = layout.system
+    out = without_options(argv, {"--system": True, "--nproc": True})
+    out += [f"--nproc={system.gpus_per_node}", f"--nodes={system.nodes}"]
+    return out + [o for o in layout.overrides if o not in out]

@@ -73,6 +73,12 @@ def known_rulesets() -> list[str]:
     return sorted(mlp_compliance.rule_choices(), key=lambda v: tuple(int(x) for x in v.split(".")))
 
 
+def check_ruleset(ruleset: str | None) -> None:
+    """ValueError naming the known rulesets unless `ruleset` is one of them (None: the default)."""
+    if ruleset is not None and ruleset not in known_rulesets():
+        raise ValueError(f"unknown ruleset {ruleset!r}; known: {', '.join(known_rulesets())}")
+
+
 def check_log(path: Path, *, ruleset: str = "6.0.0", usage: str = "training") -> ComplianceReport:
     """Check one result log with the official checker of ``ruleset`` (e.g. '5.1.0', '6.0.0')."""
     if ruleset not in mlp_compliance.rule_choices():

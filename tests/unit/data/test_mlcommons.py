@@ -512,3 +512,12 @@ def test_progress_bar_on_a_console(fake, files, tmp_path):
     )
     assert_complete(tmp_path, files)
     assert f"{NAME} " in out.getvalue() and "━" in out.getvalue()
+
+
+def test_verify_download_needs_a_md5_list(tmp_path) -> None:
+    import pytest
+
+    from trainperf.data.mlcommons import verify_download
+
+    with pytest.raises(ValueError, match=r"no \.md5 list in .*trainperf download URI -d"):
+        verify_download(tmp_path / "none")

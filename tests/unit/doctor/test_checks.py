@@ -308,11 +308,11 @@ def test_in_slurm_job_one_srun_step_and_rank_0s_report(monkeypatch, tmp_path, ca
     import json
 
     from trainperf import cli
-    from trainperf.launch import slurm
+    from trainperf.doctor import launch
 
     commands: list[list[str]] = []
 
-    def fake_srun(command: list[str]) -> int:  # rank 0 of the step writes the report
+    def fake_srun(command: list[str], **_) -> int:  # rank 0 of the step writes the report
         commands.append(command)
         path = Path(next(a for a in command if a.startswith("--report-file=")).split("=", 1)[1])
         checks = [Check("all-reduce", "pass", "busbw 420.0 GB/s (algbw 240.0), 16 ranks")]
@@ -321,8 +321,8 @@ def test_in_slurm_job_one_srun_step_and_rank_0s_report(monkeypatch, tmp_path, ca
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SLURM_JOB_ID", "77")
-    monkeypatch.setattr(slurm, "job_head_node", lambda: "node1")
-    monkeypatch.setattr(cli, "_wait_for_run", fake_srun)
+    monkeypatch.setattr(launch, "job_head_node", lambda: "node1")
+    monkeypatch.setattr(launch, "wait_for_run", fake_srun)
     argv = ["doctor", "--launcher", "slurm", "--nodes", "2", "--nproc", "8", "--in-slurm-job"]
     assert cli.main([*argv, "--json"]) == 0
     (command,) = commands
@@ -339,8 +339,9 @@ def test_ranks_that_fail_are_a_failed_check_beside_the_local_ones(monkeypatch, c
     import json
 
     from trainperf import cli
+    from trainperf.doctor import launch
 
-    monkeypatch.setattr(cli, "_relaunch_with_torchrun", lambda *a, **k: 1)
+    monkeypatch.setattr(launch, "relaunch_with_torchrun", lambda *a, **k: 1)
     assert cli.main(["doctor", "--nproc", "2", "--json"]) == 1
     report = json.loads(capsys.readouterr().out)
     checks = {c["name"]: c for c in report["checks"]}

@@ -6,8 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from trainperf.cli import _SLURM_OPTIONS, _without_options
-from trainperf.launch.slurm import SlurmOptions, docker_command, render_sbatch, srun_step
+from trainperf.launch.slurm import (
+    SLURM_OPTIONS,
+    SlurmOptions,
+    docker_command,
+    render_sbatch,
+    srun_step,
+)
+from trainperf.launch.torchrun import without_options
 
 NASTY = "/data/my runs/$(rm -rf ~) `id` 'q' \"dq\" ;ls"
 
@@ -81,4 +87,4 @@ def test_bad_values_are_refused(options: dict, message: str) -> None:
 def test_launcher_options_are_stripped_from_the_steps() -> None:
     argv = ["run", "--launcher", "slurm", "--nodes=2", "--nproc", "8", "--time", "1:00:00",
             "--dry-run", "--results", "r", "--in-slurm-job", "x.y=1"]  # fmt: skip
-    assert _without_options(argv, _SLURM_OPTIONS) == ["run", "--results", "r", "x.y=1"]
+    assert without_options(argv, SLURM_OPTIONS) == ["run", "--results", "r", "x.y=1"]

@@ -27,3 +27,39 @@ def test_presets_and_unknown_name() -> None:
     assert SYSTEMS["DGXH200_1x8"].world_size == 8
     with pytest.raises(ValueError, match=r"unknown system 'DGX'.*auto"):
         get_system("DGX")
+
+
+def test_choose_layout_fits_or_refuses_with_every_estimate() -> None:
+    from trainperf.benchmarks import get_default_config
+    from trainperf.launch.systems import choose_layout
+
+    cfg = get_default_config("llama31_8b", "full")
+    layout = choose_layout("DGXH200_1x8", cfg)
+    assert layout.system.world_size == 8 and "parallel.float8=tensorwise" in layout.overrides
+    assert layout.note.startswith("system DGXH200_1x8 (DGX H200") and "of 139" in layout.note
+    cpu = choose_layout("CPU", cfg)  # no memory figure: the benchmark's own layout
+    assert cpu.overrides == () and cpu.note == "system CPU: this machine's CPU (tiny scale; tests)"
+    with pytest.raises(ValueError, match=r"does not fit H100_1x1 \(1 x 79 GiB\)") as err:
+        choose_layout("H100_1x1", get_default_config("llama31_405b", "full"))
+    assert str(err.value).count("GiB/GPU") == 4 and str(err.value).endswith("more GPUs or nodes")
+
+
+def test_argv_for_system_takes_its_gpus_and_adds_the_layout() -> None:
+    from trainperf.launch.systems import SystemLayout, argv_for_system
+
+    layout = SystemLayout(SYSTEMS["DGXH100_1x8"], ("parallel.compile=true", "a.b=1"), "")
+    argv = ["run", "--system", "DGXH100_1x8", "--nproc=2", "a.b=1", "--launcher", "slurm"]
+    assert argv_for_system(argv, layout) == [
+        "run", "a.b=1", "--launcher", "slurm", "--nproc=8", "--nodes=1", "parallel.compile=true"
+    ]  # fmt: skip
+
+
+def test_system_fits_one_row_per_preset() -> None:
+    from trainperf.benchmarks import get_default_config
+    from trainperf.launch.systems import system_fits
+
+    rows = {f.system.name: f for f in system_fits(get_default_config("llama31_8b", "full"))}
+    assert set(rows) == set(SYSTEMS)
+    assert rows["H100_1x1"].pick is None and rows["H100_1x1"].estimate is not None
+    assert rows["DGXH200_1x8"].pick is not None
+    assert rows["DGXH200_1x8"].estimate == rows["DGXH200_1x8"].pick.estimate

@@ -1,4 +1,5 @@
-"""A run set's parent passes SIGTERM on to the run it waits for, then stops the set."""
+"""A run set's parent passes SIGTERM on to the run it waits for (launch.runset.wait_for_run),
+then stops the set."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 def test_sigterm_reaches_the_run_and_stops_the_set(tmp_path: Path) -> None:
@@ -27,8 +28,9 @@ def test_sigterm_reaches_the_run_and_stops_the_set(tmp_path: Path) -> None:
     """)
     parent = textwrap.dedent(f"""
         import sys
-        from trainperf import cli
-        cli._wait_for_run([sys.executable, "-c", {child!r}])
+        from rich.console import Console
+        from trainperf.launch.runset import wait_for_run
+        wait_for_run([sys.executable, "-c", {child!r}], console=Console(stderr=True))
         print("the set went on")
     """)
     env = {**os.environ, "PYTHONPATH": str(REPO)}
