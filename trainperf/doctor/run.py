@@ -10,6 +10,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from trainperf.atomic import write_text_atomic
 from trainperf.config import Config
 from trainperf.doctor import Check, run_checks
 from trainperf.doctor import gpu as G
@@ -158,6 +159,4 @@ def _system(opts: DoctorOptions, env: DistEnv) -> SystemPreset:
 def write_report(path: Path, payload: dict) -> None:
     import json
 
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload))

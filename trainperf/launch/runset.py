@@ -34,6 +34,7 @@ from pathlib import Path
 from mlperf_logging.mllog import constants as C
 from rich.console import Console
 
+from trainperf.atomic import write_text_atomic
 from trainperf.config import Config
 from trainperf.launch import EXIT_USER_ERROR
 from trainperf.launch.torchrun import without_options
@@ -134,9 +135,7 @@ def write_set_file(results_dir: Path, nexp: int) -> Path:
     """Record the planned size of the set in ``results_dir/runset.json`` (atomically)."""
     results_dir.mkdir(parents=True, exist_ok=True)
     target = results_dir / SET_FILE
-    tmp = target.with_name(f".{SET_FILE}.{os.getpid()}")
-    tmp.write_text(json.dumps({"nexp": nexp}) + "\n", encoding="utf-8")
-    os.replace(tmp, target)
+    write_text_atomic(target, json.dumps({"nexp": nexp}) + "\n")
     return target
 
 

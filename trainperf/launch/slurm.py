@@ -34,6 +34,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from trainperf.atomic import write_text_atomic
 from trainperf.launch.torchrun import without_options
 
 RENDEZVOUS_PORT = 29500
@@ -216,9 +217,7 @@ def submit(script: str, *, results_dir: Path) -> tuple[str, Path, Path]:
     folder.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
     path = folder / f"trainperf-{stamp}-{os.getpid()}.sbatch"
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(script)
-    os.replace(tmp, path)
+    write_text_atomic(path, script)
     output = folder / "slurm-%j.out"
     try:
         proc = subprocess.run(

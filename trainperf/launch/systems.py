@@ -208,8 +208,10 @@ def choose_layout(name: str, cfg: Config) -> SystemLayout:
 
 def argv_for_system(argv: list[str], layout: SystemLayout) -> list[str]:
     """The command line that the launched runs get: the preset's --nproc and --nodes instead of
-    --system, and the layout's overrides that it does not hold yet (appended)."""
+    --system, the layout's overrides, then the user's own ``section.key=value`` again so that
+    they win (the last override of a key is the one applied)."""
     system = layout.system
     out = without_options(argv, {"--system": True, "--nproc": True})
     out += [f"--nproc={system.gpus_per_node}", f"--nodes={system.nodes}"]
-    return out + [o for o in layout.overrides if o not in out]
+    user = [item for item in out if "=" in item and not item.startswith("-")]
+    return out + [o for o in layout.overrides if o not in out] + user

@@ -2,6 +2,7 @@
 
 import pytest
 
+from trainperf.benchmarks import get_default_config
 from trainperf.launch.systems import SYSTEMS, get_system, rank_layouts
 from trainperf.models.llama import FAMILY
 from trainperf.models.llama.model import get_llama_config
@@ -50,8 +51,20 @@ def test_argv_for_system_takes_its_gpus_and_adds_the_layout() -> None:
     layout = SystemLayout(SYSTEMS["DGXH100_1x8"], ("parallel.compile=true", "a.b=1"), "")
     argv = ["run", "--system", "DGXH100_1x8", "--nproc=2", "a.b=1", "--launcher", "slurm"]
     assert argv_for_system(argv, layout) == [
-        "run", "a.b=1", "--launcher", "slurm", "--nproc=8", "--nodes=1", "parallel.compile=true"
+        "run", "a.b=1", "--launcher", "slurm", "--nproc=8", "--nodes=1", "parallel.compile=true",
+        "a.b=1",
     ]  # fmt: skip
+
+
+def test_the_users_overrides_win_over_the_layout_in_the_launched_runs() -> None:
+    from trainperf.config import apply_overrides
+    from trainperf.launch.systems import SystemLayout, argv_for_system
+
+    layout = SystemLayout(SYSTEMS["DGXH200_1x8"], ("parallel.compile=true",), "")
+    argv = ["run", "llama31_8b", "--system", "DGXH200_1x8", "parallel.compile=false"]
+    items = [a for a in argv_for_system(argv, layout) if "=" in a and not a.startswith("-")]
+    cfg = apply_overrides(get_default_config("llama31_8b", "full"), items)
+    assert cfg.parallel.compile is False  # the last override of a key is the one applied
 
 
 def test_system_fits_one_row_per_preset() -> None:
