@@ -41,15 +41,14 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def cmd(args: argparse.Namespace) -> int:
     from trainperf.benchmarks import get_benchmark
     from trainperf.config import apply_overrides
+    from trainperf.data.prepare import PrepareOptions
     from trainperf.launch.prepare import prepare_benchmark_files
 
     spec = get_benchmark(args.benchmark)
     cfg = spec.config(scale_of(args))
     if args.data_dir:
         cfg = apply_overrides(cfg, [f"data.data_dir={args.data_dir}"])
-    root = prepare_benchmark_files(
-        spec,
-        cfg,
+    options = PrepareOptions(
         verify_only=args.verify,
         skip_model=args.skip_model,
         raw_c4=Path(args.raw_c4) if args.raw_c4 else None,
@@ -57,9 +56,8 @@ def cmd(args: argparse.Namespace) -> int:
         dataset_uri=args.dataset_uri,
         tokenizer_uri=args.tokenizer_uri,
         workers=args.workers,
-        log=plain,
-        console=console,
     )
+    root = prepare_benchmark_files(spec, cfg, options, log=plain, console=console)
     if cfg.data.source == "govreport":
         stdout.print(f"{cfg.benchmark}: data ready in {root}")
     elif cfg.data.source == "c4":

@@ -277,17 +277,31 @@ def verify_md5_lists(
         log(f"MD5 verified: {len(verified)} file(s) of {md5_file.name}")
 
 
+@dataclass(frozen=True)
+class PrepareOptions:
+    """What ``trainperf prepare`` is asked to do beyond the benchmark and scale."""
+
+    verify_only: bool = False
+    """Verify what is there; download and build nothing."""
+    skip_model: bool = False
+    """The data only, not the base model (LoRA)."""
+    raw_c4: Path | None = None
+    """Tokenize raw allenai/c4 JSON from this folder instead of downloading the preprocessed C4."""
+    tokenizer: Path | None = None
+    """With raw_c4: the Hugging Face tokenizer folder (default: download the benchmark's)."""
+    dataset_uri: str | None = None
+    """MLCommons .uri of the dataset instead of the rules' own."""
+    tokenizer_uri: str | None = None
+    """MLCommons .uri of the tokenizer instead of the rules' own."""
+    workers: int = 8
+    """Parallel downloads."""
+
+
 def prepare_benchmark(
     spec: BenchmarkSpec,
     cfg: Config,
+    options: PrepareOptions = PrepareOptions(),
     *,
-    verify_only: bool = False,
-    skip_model: bool = False,
-    raw_c4: Path | None = None,
-    tokenizer: Path | None = None,
-    dataset_uri: str | None = None,
-    tokenizer_uri: str | None = None,
-    workers: int = 8,
     log: Log = lambda _: None,
     console: Any = None,
 ) -> Path:
@@ -303,29 +317,30 @@ def prepare_benchmark(
     The verification lines go to ``log``, download progress to ``console`` (a rich Console).
     The tiny base model of a reduced fine-tuning scale is trained by ``train/``:
     ``launch.prepare.prepare_benchmark_files`` adds it."""
+    o = options
     if cfg.data.source == "govreport":
         return _prepare_govreport(
-            spec, cfg, verify_only=verify_only, skip_model=skip_model, log=log
+            spec, cfg, verify_only=o.verify_only, skip_model=o.skip_model, log=log
         )
     if cfg.data.source == "c4":
         data = spec.data
         if data.checkpoint_note:  # said first: what prepare cannot fetch
             _note(data.checkpoint_note, console=console, log=log)
-        if raw_c4 and data.tokenizer_uri is None:
+        if o.raw_c4 and data.tokenizer_uri is None:
             raise ValueError(f"--raw-c4 is for llama31_8b; {cfg.benchmark} downloads its C4 files")
         sources = C4Sources(
-            dataset_uri=dataset_uri or data.dataset_uri,
-            tokenizer_uri=tokenizer_uri or data.tokenizer_uri,
+            dataset_uri=o.dataset_uri or data.dataset_uri,
+            tokenizer_uri=o.tokenizer_uri or data.tokenizer_uri,
             tokenizer_repo=data.tokenizer_repo,
             # the 8B model embeds the Llama 3.1 vocabulary; 405B's is the tokenizer's (Mixtral)
             vocab_size=data.vocab_size,
             eval_samples=spec.eval.eval_samples,
             train_prefixes=data.train_prefixes,
         )
-        prepare_c4(data_dir(cfg), sources, verify_only=verify_only, raw_c4=raw_c4,
-                   tokenizer=tokenizer, workers=workers, log=log, console=console)  # fmt: skip
+        prepare_c4(data_dir(cfg), sources, verify_only=o.verify_only, raw_c4=o.raw_c4,
+                   tokenizer=o.tokenizer, workers=o.workers, log=log, console=console)  # fmt: skip
         return data_dir(cfg)
-    if raw_c4:
+    if o.raw_c4:
         raise ValueError(
             f"--raw-c4 prepares the full-scale C4 data; {cfg.benchmark} --scale {cfg.scale} uses "
             f"{cfg.data.source} data: add --scale full"

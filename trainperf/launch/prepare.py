@@ -13,7 +13,14 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from trainperf.config import Config
-from trainperf.data.prepare import DataPaths, Log, data_paths, prepare_benchmark, prepare_data
+from trainperf.data.prepare import (
+    DataPaths,
+    Log,
+    PrepareOptions,
+    data_paths,
+    prepare_benchmark,
+    prepare_data,
+)
 
 if TYPE_CHECKING:
     from trainperf.benchmarks.spec import BenchmarkSpec
@@ -35,34 +42,16 @@ def prepare_run(cfg: Config, *, progress: bool) -> DataPaths:
 def prepare_benchmark_files(
     spec: BenchmarkSpec,
     cfg: Config,
+    options: PrepareOptions,
     *,
-    verify_only: bool = False,
-    skip_model: bool = False,
-    raw_c4: Path | None = None,
-    tokenizer: Path | None = None,
-    dataset_uri: str | None = None,
-    tokenizer_uri: str | None = None,
-    workers: int = 8,
     log: Log = lambda _: None,
     console: Console | None = None,
 ) -> Path:
-    """``trainperf prepare``: the benchmark's data (``data.prepare.prepare_benchmark``, with
-    these options) and, unless ``skip_model``, the built-in scales' tiny base model. Returns the
-    data folder."""
-    root = prepare_benchmark(
-        spec,
-        cfg,
-        verify_only=verify_only,
-        skip_model=skip_model,
-        raw_c4=raw_c4,
-        tokenizer=tokenizer,
-        dataset_uri=dataset_uri,
-        tokenizer_uri=tokenizer_uri,
-        workers=workers,
-        log=log,
-        console=console,
-    )
-    if cfg.data.source == "builtin" and not skip_model:
+    """``trainperf prepare``: the benchmark's data (``data.prepare.prepare_benchmark``) and,
+    unless ``options.skip_model``, the built-in scales' tiny base model. Returns the data
+    folder."""
+    root = prepare_benchmark(spec, cfg, options, log=log, console=console)
+    if cfg.data.source == "builtin" and not options.skip_model:
         paths = data_paths(cfg)
         if paths.model_dir is not None:
             from trainperf.train.base_model import prepare_base_model

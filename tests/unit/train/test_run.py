@@ -1,53 +1,17 @@
 """A run's lifecycle: its MLLOG sequence and its behaviour on failure, signals and reruns, on a
 very small built-in corpus."""
 
-import json
 import time
 
 import pytest
-from rich.console import Console
 
-from trainperf.benchmarks import get_benchmark, get_default_config
-from trainperf.config import apply_overrides, load_config
-from trainperf.data.prepare import prepare_data
+from trainperf.config import load_config
 from trainperf.train import run as R
 from trainperf.train import trainer as T
 
-SPEC = get_benchmark("llama31_8b")
 
-
-def small_config(tmp_path, *extra):
-    cfg = get_default_config("llama31_8b", "tiny")
-    return apply_overrides(
-        cfg,
-        [
-            "data.max_bytes=300000",
-            "data.vocab_size=512",
-            "train.seq_len=32",
-            "train.global_batch_size=4",
-            "train.micro_batch_size=2",
-            "train.eval_every_samples=10",
-            "train.eval_samples=4",
-            "train.max_steps=9",
-            "train.warmup_steps=2",
-            "train.target=0.5",
-            f"log.results_dir={tmp_path / 'results'}",
-            *extra,
-        ],
-    )
-
-
-def records(path):
-    return [json.loads(line.split(":::MLLOG ", 1)[1]) for line in path.read_text().splitlines()]
-
-
-def run(cfg):
-    paths = prepare_data(cfg, progress=False)
-    return R.run_benchmark(cfg, SPEC, paths, console=Console(quiet=True), show_progress=False)
-
-
-def test_mllog_sequence_and_cadence(tmp_path):
-    cfg = small_config(tmp_path, "train.seed=5")
+def test_mllog_sequence_and_cadence(tmp_path, small, run, records):
+    cfg = small(tmp_path, "train.seed=5")
     result = run(cfg)
     assert result.status == "aborted" and result.steps == 9  # target 0.5 is out of reach
     recs = records(result.log_path)
@@ -74,15 +38,15 @@ def test_mllog_sequence_and_cadence(tmp_path):
         assert around == ["block_stop", "eval_start", "eval_accuracy", "eval_stop"]
 
 
-def test_success_stops_at_first_eval_below_target(tmp_path):
-    result = run(small_config(tmp_path, "train.seed=5", "train.target=100"))
+def test_success_stops_at_first_eval_below_target(tmp_path, small, run, records):
+    result = run(small(tmp_path, "train.seed=5", "train.target=100"))
     assert result.status == "success" and result.samples == 12 and result.steps == 3
     recs = records(result.log_path)
     assert recs[-1]["key"] == "run_stop"
     assert recs[-1]["metadata"]["status"] == "success"
 
 
-def test_crash_leaves_a_closed_log(tmp_path, monkeypatch):
+def test_crash_leaves_a_closed_log(tmp_path, monkeypatch, small, run, records):
     calls = {"n": 0}
     original = T.Trainer.train_step
 
@@ -94,7 +58,7 @@ def test_crash_leaves_a_closed_log(tmp_path, monkeypatch):
 
     monkeypatch.setattr(T.Trainer, "train_step", failing_step)
     with pytest.raises(RuntimeError):
-        run(small_config(tmp_path, "train.seed=1"))
+        run(small(tmp_path, "train.seed=1"))
     log = tmp_path / "results" / "result_0.txt"
     last = records(log)[-1]
     assert last["key"] == "run_stop"
@@ -103,8 +67,8 @@ def test_crash_leaves_a_closed_log(tmp_path, monkeypatch):
     assert last["metadata"]["samples_count"] == 12
 
 
-def test_reruns_never_overwrite(tmp_path):
-    cfg = small_config(tmp_path, "train.max_steps=3")
+def test_reruns_never_overwrite(tmp_path, small, run):
+    cfg = small(tmp_path, "train.max_steps=3")
     first = run(cfg)
     before = first.log_path.read_bytes()
     second = run(cfg)

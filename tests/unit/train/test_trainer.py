@@ -1,52 +1,19 @@
 """The Trainer: its model from a family (random init or a checkpoint), its device, and the
 facts of the run header it reports from the model as built."""
 
-import json
-
 import pytest
 from rich.console import Console
 
-from trainperf.benchmarks import get_benchmark, get_default_config
+from trainperf.benchmarks import get_benchmark
 from trainperf.config import apply_overrides
 from trainperf.data.prepare import prepare_data
-from trainperf.train import run as R
 from trainperf.train import trainer as T
 
 SPEC = get_benchmark("llama31_8b")
 
 
-def small_config(tmp_path, *extra):
-    cfg = get_default_config("llama31_8b", "tiny")
-    return apply_overrides(
-        cfg,
-        [
-            "data.max_bytes=300000",
-            "data.vocab_size=512",
-            "train.seq_len=32",
-            "train.global_batch_size=4",
-            "train.micro_batch_size=2",
-            "train.eval_every_samples=10",
-            "train.eval_samples=4",
-            "train.max_steps=9",
-            "train.warmup_steps=2",
-            "train.target=0.5",
-            f"log.results_dir={tmp_path / 'results'}",
-            *extra,
-        ],
-    )
-
-
-def records(path):
-    return [json.loads(line.split(":::MLLOG ", 1)[1]) for line in path.read_text().splitlines()]
-
-
 def resolved(cfg):
     return SPEC.resolve(cfg)
-
-
-def run(cfg):
-    paths = prepare_data(cfg, progress=False)
-    return R.run_benchmark(cfg, SPEC, paths, console=Console(quiet=True), show_progress=False)
 
 
 def test_missing_gpu_is_a_clear_error(tmp_path, monkeypatch):
@@ -56,12 +23,12 @@ def test_missing_gpu_is_a_clear_error(tmp_path, monkeypatch):
     assert T.local_device("auto").type == "cpu"
 
 
-def test_start_from_hf_checkpoint(tmp_path):
+def test_start_from_hf_checkpoint(tmp_path, small, run):
     """model.checkpoint loads an HF-format checkpoint instead of the random init; a checkpoint
     of another shape is refused before training with the field that differs."""
     from trainperf.models.llama.hf import save_hf_checkpoint
 
-    cfg = small_config(tmp_path, "train.seed=2", "train.max_steps=3")
+    cfg = small(tmp_path, "train.seed=2", "train.max_steps=3")
     paths = prepare_data(cfg, progress=False)
     source = T.Trainer(
         resolved(cfg), SPEC, paths, ml=None, console=Console(quiet=True)
@@ -101,7 +68,7 @@ LAYOUTS = {
 
 
 @pytest.mark.parametrize("name", LAYOUTS)
-def test_header_discloses_the_layout_as_built(tmp_path, name: str) -> None:
+def test_header_discloses_the_layout_as_built(tmp_path, name: str, small) -> None:
     pytest.importorskip("torchao")
     from mlperf_logging.mllog import constants as C
 
@@ -110,7 +77,7 @@ def test_header_discloses_the_layout_as_built(tmp_path, name: str) -> None:
     from trainperf.perf.measure import SyntheticData
 
     overrides, (linear, attn, comm) = LAYOUTS[name]
-    cfg = resolved(small_config(tmp_path, "train.seed=3", "model.flavor=debug", *overrides))
+    cfg = resolved(small(tmp_path, "train.seed=3", "model.flavor=debug", *overrides))
     trainer = T.Trainer(cfg, SPEC, None, ml=MLPerfLogger(None), console=Console(quiet=True))
     trainer.data = SyntheticData(seq_len=32, vocab_size=512, eval_samples=4)
     trainer.setup()
