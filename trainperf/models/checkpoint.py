@@ -223,20 +223,23 @@ def read_json(path: Path, what: str) -> dict:
     return data
 
 
-def read_weight_map(folder: Path) -> dict[str, str]:
-    """HF tensor name -> safetensors file name, from the index or the single model.safetensors."""
-    index = folder / INDEX_FILE
+def read_weight_map(
+    folder: Path, *, single_file: str = SINGLE_FILE, index_file: str = INDEX_FILE
+) -> dict[str, str]:
+    """Checkpoint tensor name -> safetensors file name, from the index or the single file
+    (HF Transformers' names by default; diffusers' are diffusion_pytorch_model.*)."""
+    index = folder / index_file
     if index.exists():
         weight_map = read_json(index, "safetensors index").get("weight_map")
         if not isinstance(weight_map, dict) or not weight_map:
             raise ValueError(f"safetensors index {index} has no 'weight_map' object")
         return weight_map
-    single = folder / SINGLE_FILE
+    single = folder / single_file
     if not single.exists():
-        raise ValueError(f"{folder} has neither {INDEX_FILE} nor {SINGLE_FILE}")
+        raise ValueError(f"{folder} has neither {index_file} nor {single_file}")
     try:
         with safe_open(str(single), framework="pt") as f:
-            return dict.fromkeys(f.keys(), SINGLE_FILE)
+            return dict.fromkeys(f.keys(), single_file)
     except Exception as e:  # safetensors raises its own error types for bad headers
         raise ValueError(f"safetensors file {single} is unreadable: {e}") from None
 
