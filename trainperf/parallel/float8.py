@@ -60,10 +60,14 @@ def check_float8_available(recipe: str, device: torch.device) -> None:
             )
 
 
+def skipped(fqn: str, skip: tuple[str, ...]) -> bool:
+    """Whether the module `fqn` is named in `skip`: by its last segments ('output' matches
+    'output' and 'x.output'; 'adaLN_modulation.1' matches 'final_layer.adaLN_modulation.1')."""
+    return any(fqn == s or fqn.endswith(f".{s}") for s in (*_ADAPTER_NAMES, *skip))
+
+
 def _wants_float8(module: nn.Module, fqn: str, skip: tuple[str, ...]) -> bool:
-    if type(module) is not nn.Linear:
-        return False
-    if fqn.rpartition(".")[2] in (*_ADAPTER_NAMES, *skip):
+    if type(module) is not nn.Linear or skipped(fqn, skip):
         return False
     return module.in_features % 16 == 0 and module.out_features % 16 == 0
 
@@ -292,7 +296,7 @@ def apply_float8_frozen_base(model: nn.Module, *, recipe: str, skip: tuple[str, 
     count = 0
     for fqn, module in list(model.named_modules()):
         parent_name, _, leaf = fqn.rpartition(".")
-        if not isinstance(module, nn.Linear) or leaf in (*_ADAPTER_NAMES, *skip):
+        if not isinstance(module, nn.Linear) or skipped(fqn, skip):
             continue
         if module.weight.requires_grad or module.bias is not None:
             continue

@@ -9,8 +9,8 @@ family's ``parallelize.py``); the modules of this package apply it and name no m
   that sequence parallel splits (None: the family cannot be tensor-parallel);
 - ``attention_kernels``: the causal-attention kernel modules, by owner and attribute, that
   context parallel swaps for its all-gather kernel (empty: no context parallel);
-- ``float8_skip``: Linear names (last segment) kept in high precision under float8 (an output
-  layer whose logits feed the softmax).
+- ``float8_skip``: Linear names (last segments: ``output``, ``adaLN_modulation.1``) kept in high
+  precision under float8 (an output layer whose logits feed the softmax, ...).
 
 What a tensor-parallel degree must divide is the family's ``tp_sizes`` (checked before any
 model is built).
@@ -46,7 +46,8 @@ class ParallelPlan:
     attention_kernels: list[tuple[nn.Module, str]] = field(default_factory=list)
     """(owner, attribute) of each causal-attention kernel module (context parallel)."""
     float8_skip: tuple[str, ...] = ()
-    """Linear layers (by last name segment) float8 leaves in high precision."""
+    """Linear layers float8 leaves in high precision, by the last segments of their names
+    ('output' matches 'output' and 'x.output'; dotted entries match as many segments)."""
 
     def block_items(self) -> list[tuple[nn.ModuleDict, str, nn.Module]]:
         """(container, name, block) for every block, in forward order."""

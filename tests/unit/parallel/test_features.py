@@ -154,6 +154,14 @@ def test_float8_skips_linears_not_multiple_of_16() -> None:
     assert float8.apply_float8(model, recipe="tensorwise") == 0  # 72 = 4.5 x 16
 
 
+def test_float8_skip_names_match_last_segments() -> None:
+    assert float8.skipped("output", ("output",)) and float8.skipped("x.output", ("output",))
+    assert not float8.skipped("x.outputs", ("output",))
+    assert float8.skipped("final_layer.adaLN_modulation.1", ("adaLN_modulation.1",))
+    assert not float8.skipped("img_mlp.1", ("adaLN_modulation.1",))
+    assert float8.skipped("layers.0.attention.wq.lora_a", ())  # adapters, always
+
+
 def test_float8_refused_on_gpus_without_fp8() -> None:
     with (
         mock.patch("torch.cuda.get_device_capability", return_value=(8, 0)),
