@@ -38,7 +38,8 @@ _SAVE_ALWAYS = {
     # float8's scale (an abs-max) is cheap to keep and saves a reduction in the recompute
     _aten.max.default,
 }
-_MATMULS = {_aten.mm.default, _aten._scaled_mm.default}
+# A Linear with a bias (Flux's) runs addmm on a contiguous input, mm then add otherwise.
+_MATMULS = {_aten.mm.default, _aten.addmm.default, _aten._scaled_mm.default}
 
 
 def _selective_policy(counts: dict[str, int], ctx, op, *args, **kwargs) -> CheckpointPolicy:
