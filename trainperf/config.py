@@ -28,9 +28,11 @@ ATTENTION_BACKENDS = ("auto", "cudnn", "flash", "efficient", "math")
 @dataclass
 class ModelConfig:
     flavor: str = "llama3.1-8b"
-    """Name in the size registry ``trainperf.models.llama.LLAMA_CONFIGS``."""
+    """Name in the size registry of the benchmark's model family (``LLAMA_CONFIGS`` in
+    ``trainperf.models.llama``, ``FLUX_CONFIGS`` in ``trainperf.models.flux``)."""
     n_layers: int | None = None
-    """Override the flavor's layer count (proxy configurations); None keeps the flavor's."""
+    """Override the flavor's layer count (proxy configurations); None keeps the flavor's. Flux:
+    the double-stream blocks, with 2 x n_layers single-stream blocks (FLUX.1's 19 : 38)."""
     checkpoint: str | None = None
     """HF-format checkpoint to start from (a folder or a hub id); 'random' initialises randomly;
     None takes the benchmark's default (llama31_8b: random; llama2_70b_lora: the base model that

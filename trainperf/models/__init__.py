@@ -1,4 +1,4 @@
-"""Model families, one folder each (``llama/``), and what they share: the family record
+"""Model families, one folder each (``llama/``, ``flux/``), and what they share: the family record
 (`family.py`), sharded safetensors checkpoints (`checkpoint.py`), LoRA adapters for any
 ``nn.Linear`` (`lora.py`) and hub downloads (`hub.py`).
 
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from trainperf.models.family import ModelFamily
 
-FAMILIES = ("llama",)
+FAMILIES = ("llama", "flux")
 """The folders under models/ that hold a family (each with a FAMILY record)."""
 
 
