@@ -26,8 +26,10 @@ from trainperf.models.flux.hf import (
 from trainperf.models.flux.model import Flux, get_flux_config
 
 SENTINEL = 0.5
-SHARDS = ("diffusion_pytorch_model-00001-of-00002.safetensors",
-          "diffusion_pytorch_model-00002-of-00002.safetensors")  # fmt: skip
+SHARDS = (
+    "diffusion_pytorch_model-00001-of-00002.safetensors",
+    "diffusion_pytorch_model-00002-of-00002.safetensors",
+)
 
 
 def build(seed: int = 0, **overrides: object) -> Flux:
