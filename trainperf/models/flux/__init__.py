@@ -60,8 +60,8 @@ def flops_per_sample(cfg: FluxConfig, seq_len: int) -> float:
     if seq_len != cfg.seq_len:
         raise ValueError(
             f"a Flux sample is image_tokens({cfg.image_tokens}) + text_tokens"
-            f"({cfg.text_tokens}) = {cfg.seq_len} tokens, not seq_len({seq_len}); "
-            f"set train.seq_len={cfg.seq_len}"
+            f"({cfg.text_tokens}) = {cfg.seq_len} tokens, not seq_len({seq_len}); use a "
+            f"sequence length of {cfg.seq_len} (train.seq_len={cfg.seq_len})"
         )
     return float(training_flops_per_sample(cfg))
 
