@@ -23,7 +23,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("directory", type=Path)
     p.add_argument("--out", type=Path, help="folder to write into (default: DIR/report)")
     p.add_argument("--json", action="store_true", help="print the diagnoses and paths as JSON")
-    p.add_argument("--ruleset", help="compliance / RCP ruleset (default: newest knowing it)")
+    p.add_argument("--ruleset", help="compliance / RCP ruleset (default: inferred from the logs)")
 
 
 def cmd(args: argparse.Namespace) -> int:
@@ -31,6 +31,7 @@ def cmd(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.directory} is not a folder; give the folder holding result_*.txt")
     from trainperf.mlperf.compliance import check_ruleset
     from trainperf.results.report import build_report, report_to_dict, score_line
+    from trainperf.results.score_view import ruleset_line
 
     check_ruleset(args.ruleset)
     report = build_report(args.directory, out=args.out, ruleset=args.ruleset)
@@ -40,6 +41,7 @@ def cmd(args: argparse.Namespace) -> int:
     for run in report.runs:
         why = run.diagnosis.reasons[0] if run.diagnosis.reasons else ""
         stdout.print(f"{run.file}: {run.diagnosis.verdict}: {why}", markup=False)
+    stdout.print(ruleset_line(report.score), markup=False)
     stdout.print(score_line(report.score), markup=False)
     stdout.print(f"wrote {report.html_path} (+ {len(report.png_paths)} PNG)", markup=False)
     return 0

@@ -17,7 +17,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("directories", type=Path, nargs="+", metavar="DIR")
     p.add_argument("--json", action="store_true", help="one JSON object (a list for several DIRs)")
     p.add_argument("--csv", action="store_true", help="print CSV: one row per run, then the score")
-    p.add_argument("--ruleset", help="compliance / RCP ruleset (default: newest knowing it)")
+    p.add_argument(
+        "--ruleset",
+        help="compliance / RCP ruleset (default: inferred from the logs: the newest they pass)",
+    )
     p.add_argument(
         "--write-scaling",
         action="store_true",

@@ -6,11 +6,13 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mlperf_logging.compliance_checker import mlp_compliance
 
+_CHECK_FAILED = re.compile(r"CHECK for '([^']+)' failed in line (\d+):")
 _KEY_IN_MESSAGE = (
     re.compile(r"CHECK for '([^']+)' failed"),
     re.compile(r"occurrence of '([^']+)'"),
@@ -24,6 +26,19 @@ class Finding:
 
     key: str | None
     message: str
+
+    @property
+    def summary(self) -> str:
+        """One line: "max_steps = 1200 (line 25) fails v['value'] == 1024", or the message's
+        first line ("Required EXACTLY_ONE occurrence of 'seed' but found 0")."""
+        lines = self.message.splitlines() or [""]
+        check = _CHECK_FAILED.match(lines[0])
+        test = next((x for x in lines if x.startswith("failed test: ")), None)
+        if check is None or test is None:
+            return lines[0]
+        value = _logged_value(lines[1]) if len(lines) > 1 else "?"
+        rule = test.removeprefix("failed test: ").strip()
+        return f"{check[1]} = {value} (line {check[2]}) fails {rule}"
 
 
 @dataclass
@@ -60,6 +75,14 @@ class ComplianceReport:
         """(structural errors, errors only about values that depend on the run's scale)."""
         scale = [f for f in self.errors if f.key in scale_dependent]
         return [f for f in self.errors if f.key not in scale_dependent], scale
+
+
+def _logged_value(line: str) -> str:
+    """The value of a ``:::MLLOG`` line as JSON ("?" when it does not parse)."""
+    try:
+        return json.dumps(json.loads(line.split(":::MLLOG", 1)[1])["value"])
+    except (IndexError, KeyError, TypeError, ValueError):
+        return "?"
 
 
 def _key_of(message: str, fallback: str | None = None) -> str | None:
@@ -122,21 +145,119 @@ def rulesets_for(benchmark: str, *, usage: str = "training") -> list[str]:
 
 
 _ROUND_IN_PATH = re.compile(r"^training_results_v(\d+)\.(\d+)$")
+_KEYS_SHOWN = 2
+"""A ruleset's failing keys named in the reason for the choice; the rest counted."""
 
 
-def choose_ruleset(benchmark: str | None, directory: Path | None = None) -> str | None:
-    """The ruleset to check ``benchmark`` against; None when no ruleset knows it.
+@dataclass(frozen=True)
+class RulesetChoice:
+    """The ruleset a folder of logs is checked against, and why that one."""
 
-    A published folder (a path component ``training_results_vX.Y``) is checked against its own
-    round's rules when that round knows the benchmark; otherwise the newest ruleset that does.
-    """
-    if benchmark is None:
-        return None
-    known = rulesets_for(benchmark)
+    ruleset: str | None
+    reason: str
+    """E.g. "given with --ruleset" or "inferred from the logs: result_0.txt passes 4.0.0 to
+    6.0.0 and fails 6.1.0 (...); the newest it passes"."""
+
+    def describe(self) -> str:
+        """ "ruleset 6.0.0 (inferred from the logs: ...)", as score, check and report print it."""
+        return f"ruleset {self.ruleset or 'none'} ({self.reason})"
+
+
+def round_of_path(directory: Path | None) -> str | None:
+    """The ruleset of a published folder's round (a path component ``training_results_vX.Y``
+    gives "X.Y.0"); None elsewhere. Only a hint: the logs must confirm it."""
     for part in Path(directory).resolve().parts if directory is not None else ():
-        if (m := _ROUND_IN_PATH.match(part)) and f"{m[1]}.{m[2]}.0" in known:
+        if m := _ROUND_IN_PATH.match(part):
             return f"{m[1]}.{m[2]}.0"
-    return known[-1] if known else None
+    return None
+
+
+def choose_ruleset(
+    benchmark: str | None,
+    logs: Sequence[Path] = (),
+    *,
+    directory: Path | None = None,
+    given: str | None = None,
+) -> RulesetChoice:
+    """The ruleset to check ``logs`` (of ``benchmark``) against, inferred from the logs.
+
+    ``given`` (--ruleset) wins. A folder's round in its path (``training_results_vX.Y``) is used
+    when the first log passes it. Otherwise the first log is checked against every ruleset that
+    knows the benchmark and the newest one it passes is taken (at a reduced scale of ours, the
+    scale-dependent values aside); when it passes none, the one with the fewest errors, newest
+    first. Put the most telling log first (a finished one).
+    """
+    if given is not None:
+        return RulesetChoice(given, "given with --ruleset")
+    if benchmark is None:
+        return RulesetChoice(None, "the logs name no submission_benchmark")
+    known = rulesets_for(benchmark)
+    if not known:
+        return RulesetChoice(None, f"no ruleset of mlperf_logging knows {benchmark}")
+    if not logs:
+        return RulesetChoice(known[-1], f"the newest that knows {benchmark}; no log to infer from")
+    log, hint = Path(logs[0]), round_of_path(directory)
+    if hint in known and not _failing_keys(log, hint):
+        folder = f"training_results_v{hint.removesuffix('.0')}"
+        return RulesetChoice(hint, f"the folder's round, {folder}; {log.name} passes it")
+    failing = {r: _failing_keys(log, r) for r in reversed(known)}  # newest first
+    name, scale = log.name, run_identity(log)[1]
+    if scale not in (None, "full"):
+        name += f" (scale {scale}: its scale-dependent values aside)"
+    chosen, why = _newest_passing(name, failing, known, skip=hint)
+    if hint is None or hint == chosen:
+        return RulesetChoice(chosen, f"inferred from the logs: {why}")
+    said = f"the folder's name says v{hint.removesuffix('.0')}, but"
+    if hint in failing:
+        said += f" {hint} fails {log.name} on {_keys(failing[hint])}"
+    else:
+        said += f" that round had no {benchmark}"
+    return RulesetChoice(chosen, f"{said}; inferred from the logs instead: {why}")
+
+
+def _newest_passing(
+    name: str, failing: dict[str, list[str]], known: list[str], *, skip: str | None
+) -> tuple[str, str]:
+    """(the newest ruleset that the log ``name`` passes, why) from each one's failing keys; the
+    one with the fewest when it passes none. ``skip``: a failure already told."""
+    passing = [r for r in known if not failing[r]]
+    if not passing:
+        chosen = min(failing, key=lambda r: len(failing[r]))  # newest first on ties
+        return chosen, (
+            f"{name} passes no ruleset that knows its benchmark; {chosen} finds the fewest "
+            f"problems ({_keys(failing[chosen])})"
+        )
+    chosen = passing[-1]
+    why = f"{name} passes {_span(passing, known)}, the newest of which is used"
+    newer = [r for r in known[known.index(chosen) + 1 :] if r != skip]
+    return chosen, why + "".join(f"; {r} fails it on {_keys(failing[r])}" for r in newer)
+
+
+def _failing_keys(log: Path, ruleset: str) -> list[str]:
+    """The keys (or first words) of the errors that no scale explains; ["checker crashed"]."""
+    try:
+        report = check_run_log(log, ruleset=ruleset)
+    except Exception:  # a garbled log can crash the official checker
+        return ["the checker crashed on it"]
+    return [f.key or f.message.splitlines()[0] for f in report.structural_errors]
+
+
+def _keys(keys: list[str]) -> str:
+    """ "tensor_parallelism" or "9 keys (a, b, ...)"."""
+    if len(keys) == 1:
+        return keys[0]
+    more = ", ..." if len(keys) > _KEYS_SHOWN else ""
+    return f"{len(keys)} keys ({', '.join(keys[:_KEYS_SHOWN])}{more})"
+
+
+def _span(chosen: list[str], known: list[str]) -> str:
+    """ "4.0.0 to 6.0.0" when ``chosen`` is a run of consecutive ``known`` rulesets."""
+    first, last = known.index(chosen[0]), known.index(chosen[-1])
+    if len(chosen) == 1:
+        return chosen[0]
+    if known[first : last + 1] == chosen:
+        return f"{chosen[0]} to {chosen[-1]}"
+    return ", ".join(chosen)
 
 
 def run_identity(log: Path) -> tuple[str | None, str | None]:

@@ -35,7 +35,7 @@ def check_directory(directory: Path, *, ruleset: str | None = None) -> CheckRepo
         raise ValueError(f"no result_*.txt files in {directory}")
     names = {summarize_run(f).benchmark for f in files} - {None}
     benchmark = next(iter(names)) if len(names) == 1 else None
-    ruleset = ruleset or choose_ruleset(benchmark, directory)
+    ruleset = choose_ruleset(benchmark, files, directory=directory, given=ruleset).ruleset
     if ruleset is None:
         raise ValueError(
             f"no ruleset knows the benchmark of these logs ({', '.join(sorted(names)) or 'none'})"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from trainperf.benchmarks import BENCHMARKS
 from trainperf.results.diagnose import CONVERGED
 from trainperf.results.score import ScoreResult, score_to_dict
+from trainperf.results.score_view import ruleset_line, score_line
 
 if TYPE_CHECKING:
     from trainperf.results.report import Report, RunReport
@@ -172,16 +173,6 @@ img { max-width: 100%; border: 1px solid #ddd; margin: 0.3em 0 1em; }
 """
 
 
-def score_line(score: ScoreResult) -> str:
-    """The score as ``trainperf score`` prints it: "Score: 23.527 min (olympic mean of ...)"."""
-    label = "Score"
-    if score.provisional:
-        label += f" (provisional: {', '.join(score.provisional_reasons)})"
-    if score.score_minutes is None:
-        return f"{label}: none"
-    return f"{label}: {score.score_minutes:.3f} min ({score.method})"
-
-
 def render_html(report: Report, figures: dict[str, bytes]) -> str:
     """One HTML page with every figure embedded as base64 PNG (no external resource)."""
     e = html.escape
@@ -227,7 +218,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]] | list[tuple[str
 
 def _verdict_list(report: Report) -> str:
     e, score = html.escape, report.score
-    items = [f"ruleset: {score.ruleset or 'none'}"]
+    items = [ruleset_line(score)]
     if score.rcp is not None:
         items.append(f"RCP check: {score.rcp.verdict}: {score.rcp.message}")
     if report.band is not None:
@@ -322,6 +313,8 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "benchmark": score.benchmark,
         "score_minutes": score.score_minutes,
         "score": score_line(score),
+        "ruleset": score.ruleset,
+        "ruleset_reason": score.ruleset_reason,
         "rcp": None if score.rcp is None else score.rcp.verdict,
         "seeds": report.seeds,
         "runs": [

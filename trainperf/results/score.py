@@ -16,22 +16,24 @@ factor of the RCP check is applied, which is what the package checker would have
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
 
 from trainperf.atomic import write_text_atomic
-from trainperf.mlperf.compliance import ComplianceReport, check_run_log, choose_ruleset
+from trainperf.mlperf.compliance import (
+    ComplianceReport,
+    RulesetChoice,
+    check_run_log,
+    choose_ruleset,
+    run_identity,
+)
 from trainperf.mlperf.rcp import RCPVerdict, check_rcp
 from trainperf.results.parse import RunSummary, summarize_run
+from trainperf.results.score_view import render_score, score_to_csv, score_to_dict
+from trainperf.results.score_view import run_name as _name
 
 __all__ = [
     "MAX_DROPPED_RUNS",
@@ -82,6 +84,10 @@ class ScoreResult:
     """Short reasons for ``provisional``, e.g. "fewer than 3 runs"."""
     ruleset: str | None = None
     """Ruleset of the compliance and RCP checks (None when they were not run)."""
+    ruleset_reason: str = ""
+    """Why that ruleset: given with --ruleset, the folder's round, or inferred from the logs."""
+    scales: list[str] = field(default_factory=list)
+    """trainperf scales of our runs (their config_<i>.json); empty for other submissions' logs."""
     compliance: dict[str, ComplianceReport | str] = field(default_factory=dict)
     """Per run file: the checker's report, or why it could not be checked."""
     rcp: RCPVerdict | None = None
@@ -256,10 +262,6 @@ def _counts(run: RunSummary) -> bool:
     return run.converged and run.time_to_train_minutes is not None
 
 
-def _name(run: RunSummary) -> str:
-    return run.path.name if run.path is not None else "<run>"
-
-
 def _failure(run: RunSummary) -> str:
     if run.run_start_ms is None:
         return "no run_start"
@@ -297,43 +299,57 @@ def score_directory(
 ) -> ScoreResult:
     """Score every ``result_*.txt`` in ``path`` (natural order) the official way.
 
-    ``ruleset`` (default: ``choose_ruleset``) selects the compliance and RCP rules;
-    ``compliance=False`` / ``rcp=False`` skip those checks (e.g. for hand-made logs).
+    ``ruleset`` (default: inferred from the logs by ``choose_ruleset``) selects the compliance
+    and RCP rules; ``compliance=False`` / ``rcp=False`` skip those checks (e.g. for hand-made
+    logs).
     """
     directory = Path(path)
-    if not directory.is_dir():
-        raise ValueError(
-            f"{directory} is not a directory; point trainperf score at a folder written by "
-            "trainperf run --results DIR"
-        )
-    files = sort_naturally([p for p in directory.glob("result_*.txt") if p.is_file()])
-    if not files:
-        raise ValueError(
-            f"no result_*.txt files in {directory}; point trainperf score at a folder written "
-            "by trainperf run --results DIR"
-        )
+    files = _result_files(directory)
     runs = [summarize_run(f) for f in files]
     names = {r.benchmark for r in runs if r.benchmark is not None}
     benchmark = next(iter(names)) if len(names) == 1 else None
-    ruleset = ruleset or choose_ruleset(benchmark, directory)
-    reports = _check_compliance(files, ruleset) if compliance else {}
+    if compliance or rcp:  # a finished run tells the ruleset best
+        telling = [r.path for r in runs if r.converged] + [r.path for r in runs if not r.converged]
+        choice = choose_ruleset(benchmark, telling, directory=directory, given=ruleset)
+    else:
+        choice = RulesetChoice(ruleset, "given" if ruleset else "none needed: no checks asked for")
+    reports = _check_compliance(files, choice.ruleset) if compliance else {}
     dropped = {n: _compliance_reason(r) for n, r in reports.items() if _failed(r)}
-    reduced = sorted(
-        {r.scale for r in reports.values() if isinstance(r, ComplianceReport) and r.reduced_scale}
-    )
-    verdict = _check_rcp(runs, benchmark, ruleset) if rcp and not reduced else None
+    scales = sorted({s for f in files if (s := run_identity(f)[1]) is not None})
+    reduced = [s for s in scales if s != "full"]
+    verdict = _check_rcp(runs, benchmark, choice.ruleset) if rcp and not reduced else None
     factor, problem = read_scaling_factor(directory)
     source = "scaling.json" if (directory / "scaling.json").exists() else "none"
     if source == "none" and verdict is not None and verdict.passed:
         factor, source = verdict.normalization_factor, "rcp"
     result = score_runs(runs, scaling_factor=factor, dropped=dropped)
-    result.directory, result.ruleset, result.compliance = directory, ruleset, reports
+    result.directory, result.compliance, result.scales = directory, reports, scales
+    result.ruleset, result.ruleset_reason = choice.ruleset, choice.reason
     result.rcp, result.scaling_source = verdict, source
-    if reduced:
+    _add_notes(result, reduced, problem)
+    return result
+
+
+def _result_files(directory: Path) -> list[Path]:
+    hint = "point trainperf score at a folder written by trainperf run --results DIR"
+    if not directory.is_dir():
+        raise ValueError(f"{directory} is not a directory; {hint}")
+    files = sort_naturally([p for p in directory.glob("result_*.txt") if p.is_file()])
+    if not files:
+        raise ValueError(f"no result_*.txt files in {directory}; {hint}")
+    return files
+
+
+def _add_notes(result: ScoreResult, reduced: list[str], problem: str | None) -> None:
+    if reduced:  # a score of its own, never one to set beside MLPerf's
+        result.provisional = True
+        result.provisional_reasons.append(f"scale {', '.join(reduced)}")
         result.notes.append(
             f"scale {', '.join(reduced)}: RCP check not applicable (the RCPs are full-scale "
-            "samples to converge); compliance judged on structure, scale-dependent values listed"
+            "samples to converge); compliance judged on structure (trainperf check names the "
+            "values that differ only because of scale)"
         )
+    verdict = result.rcp
     if verdict is not None and verdict.verdict in ("fail", "missing RCP"):
         result.notes.append(f"RCP check {verdict.verdict}: {verdict.message}")
     if problem is not None:
@@ -343,7 +359,6 @@ def score_directory(
             f"{problem}; the official score is multiplied by this factor, so there is no score "
             "until scaling.json is fixed or rewritten with trainperf score --write-scaling"
         )
-    return result
 
 
 def _check_compliance(files: list[Path], ruleset: str | None) -> dict[str, ComplianceReport | str]:
@@ -392,165 +407,3 @@ def write_scaling(directory: Path, factor: float) -> Path:
     target = Path(directory) / "scaling.json"
     write_text_atomic(target, json.dumps({"scaling_factor": factor}))
     return target
-
-
-def _compliance_dict(report: ComplianceReport | str | None) -> dict[str, Any] | None:
-    if report is None:
-        return None
-    if isinstance(report, str):
-        return {"passed": None, "ruleset": None, "errors": [report], "warnings": []}
-    return {
-        "passed": report.passed,
-        "ruleset": report.ruleset,
-        "scale": report.scale,
-        "structural_errors": [f.message for f in report.structural_errors],
-        "scale_errors": [f.message for f in report.scale_errors],
-        "warnings": [f.message for f in report.warnings],
-    }
-
-
-def _compliance_word(report: ComplianceReport | str | None) -> str:
-    if report is None:
-        return "-"
-    if isinstance(report, str):
-        return "not checked"
-    if report.passed:
-        return "passed"
-    if not report.structural_errors:
-        return f"passed at scale {report.scale}"
-    return "failed"
-
-
-def score_to_dict(result: ScoreResult) -> dict[str, Any]:
-    """A JSON-ready view of a ``ScoreResult``."""
-    return {
-        "directory": None if result.directory is None else str(result.directory),
-        "benchmark": result.benchmark,
-        "score_minutes": result.score_minutes,
-        "provisional": result.provisional,
-        "provisional_reasons": list(result.provisional_reasons),
-        "valid": result.valid,
-        "method": result.method,
-        "scaling_factor": result.scaling_factor,
-        "scaling_source": result.scaling_source,
-        "ruleset": result.ruleset,
-        "rcp": None if result.rcp is None else result.rcp.to_dict(),
-        "notes": list(result.notes),
-        "runs": [
-            {
-                "file": _name(run),
-                "status": run.status,
-                "converged": run.converged,
-                "time_to_train_minutes": run.time_to_train_minutes,
-                "samples_to_converge": run.samples_to_converge,
-                "final_eval": run.final_eval,
-                "seed": run.seed,
-                "global_batch_size": run.global_batch_size,
-                "problems": list(run.problems),
-                "compliance": _compliance_dict(result.compliance.get(_name(run))),
-            }
-            for run in result.runs
-        ],
-    }
-
-
-CSV_COLUMNS = (
-    "file",
-    "status",
-    "converged",
-    "compliance",
-    "minutes",
-    "samples_to_converge",
-    "final_eval",
-    "seed",
-    "scaling_factor",
-    "rcp",
-)
-
-
-def score_to_csv(result: ScoreResult, stream: Any) -> None:
-    """One CSV row per run, then a row whose file is "score"."""
-    writer = csv.writer(stream, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
-    for run in result.runs:
-        writer.writerow(
-            [
-                _name(run),
-                run.status or "",
-                run.converged,
-                _compliance_word(result.compliance.get(_name(run))),
-                _csv(run.time_to_train_minutes),
-                _csv(run.samples_to_converge),
-                _csv(run.final_eval),
-                _csv(run.seed),
-                "",
-                "",
-            ]
-        )
-    rcp = "" if result.rcp is None else result.rcp.verdict
-    writer.writerow(
-        [
-            "score",
-            "valid" if result.valid else "invalid",
-            "",
-            "",
-            _csv(result.score_minutes),
-            "",
-            "",
-            "",
-            result.scaling_factor,
-            rcp,
-        ]
-    )
-
-
-def _csv(value: object) -> str:
-    return "" if value is None else str(value)
-
-
-def render_score(result: ScoreResult, console: Console) -> None:
-    """Print a table of the runs, the notes and the score line."""
-    title = escape(f"{result.benchmark or 'unknown benchmark'}: {result.directory or 'runs'}")
-    table = Table(title=title)
-    for name in ("file", "status", "minutes", "samples to converge", "final eval"):
-        table.add_column(name, justify="left" if name in ("file", "status") else "right")
-    table.add_column("compliance")
-    for run in result.runs:
-        status = run.status or ("no run_stop" if run.run_stop_ms is None else "?")
-        style = "green" if run.converged else "red"
-        table.add_row(
-            escape(_name(run)),
-            f"[{style}]{escape(status)}[/{style}]",
-            _fmt(run.time_to_train_minutes, ".3f"),
-            _fmt(run.samples_to_converge, "d"),
-            _fmt(run.final_eval, ".4f"),
-            _compliance_word(result.compliance.get(_name(run))),
-        )
-    console.print(table)
-    if result.rcp is not None:
-        console.print(f"  RCP ({result.ruleset}): {escape(_rcp_line(result.rcp))}")
-    for note in result.notes:
-        console.print(f"  - {escape(note)}")
-    label = "Score"
-    if result.provisional:
-        label += f" (provisional: {', '.join(result.provisional_reasons)})"
-    if result.score_minutes is None:
-        console.print(f"[bold red]{escape(label)}: none[/bold red] (see the notes above)")
-        return
-    console.print(
-        f"[bold]{escape(label)}: {result.score_minutes:.3f} min[/bold] ({escape(result.method)})"
-    )
-
-
-def _rcp_line(v: RCPVerdict) -> str:
-    line = f"{v.verdict}: {v.message}"
-    if v.rcp_mean is not None and v.min_acceptable_mean is not None:
-        line += (
-            f"; RCP mean {v.rcp_mean:.2f}, min acceptable mean {v.min_acceptable_mean:.2f}, "
-            f"submission mean {v.submission_mean:.2f}, factor {v.normalization_factor:.6g}"
-        )
-    return line
-
-
-def _fmt(value: float | int | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
