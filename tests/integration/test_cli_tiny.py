@@ -145,7 +145,7 @@ def test_check_separates_scale_from_structure(results, trainperf):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
     assert out.count(": passed (compliance") == len(SEEDS)
-    assert "scale tiny: values that differ only because of scale" in out
+    assert "scale tiny: 5 values differ from the full-scale rules only because of scale" in out
     assert "seeds: passed" in out
     got = json.loads(trainperf("score", str(results), "--json", check=True).stdout)
     assert all(r["compliance"]["structural_errors"] == [] for r in got["runs"])
