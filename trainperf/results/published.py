@@ -26,7 +26,9 @@ __all__ = [
     "compare_directory",
     "comparison_to_dict",
     "load_published",
+    "check_accelerator",
     "normalize_accelerator",
+    "published_accelerators",
     "render_compare",
 ]
 
@@ -94,23 +96,48 @@ def load_published() -> tuple[PublishedResult, ...]:
     return tuple(PublishedResult(**row) for row in json.loads(text)["results"])
 
 
+def published_accelerators(benchmark: str | None = None) -> list[str]:
+    """Accelerator kinds with a published result (for ``benchmark``, or for any)."""
+    rows = load_published()
+    return sorted({r.accelerator for r in rows if benchmark in (None, r.benchmark)})
+
+
+def check_accelerator(accelerator: str, *, benchmark: str | None = None) -> str:
+    """The kind of ``accelerator``; ValueError naming the published kinds when none has a result
+    (for ``benchmark``, when given)."""
+    kind = normalize_accelerator(accelerator)
+    known = published_accelerators()
+    if kind not in known:
+        raise ValueError(
+            f"unknown accelerator {accelerator!r}: no published MLPerf result names it; "
+            f"give one of {', '.join(known)}"
+        )
+    kinds = published_accelerators(benchmark) if benchmark is not None else known
+    if kind not in kinds:
+        raise ValueError(
+            f"no published {benchmark} result on {kind}; {benchmark} was published on "
+            f"{', '.join(kinds)}"
+        )
+    return kind
+
+
 def compare(
     score_minutes: float, *, benchmark: str, accelerator: str, count: int
 ) -> list[Comparison]:
     """Published results for ``benchmark`` on ``count`` accelerators of kind ``accelerator``.
 
     When none has that count, the rows with the nearest count(s) of the same kind are returned
-    with ``same_count=False``; an accelerator with no published result gives []. Rows are sorted
-    by published score, fastest first.
+    with ``same_count=False``. An accelerator without a published result for the benchmark is a
+    ValueError naming those with one. Rows are sorted by published score, fastest first.
     """
     if benchmark not in BENCHMARKS:
         raise ValueError(f"unknown benchmark {benchmark!r}; known: {', '.join(BENCHMARKS)}")
     if not score_minutes > 0:
         raise ValueError(f"score_minutes must be positive, got {score_minutes!r}")
-    kind = normalize_accelerator(accelerator)
+    if count < 1:
+        raise ValueError(f"--gpus({count}) must be at least 1: the accelerators the runs used")
+    kind = check_accelerator(accelerator, benchmark=benchmark)
     rows = [r for r in load_published() if r.benchmark == benchmark and r.accelerator == kind]
-    if not rows:
-        return []
     same = [r for r in rows if r.accelerators == count]
     if not same:
         nearest = min(abs(r.accelerators - count) for r in rows)
@@ -122,10 +149,26 @@ def compare(
 def compare_directory(path: Path, *, accelerator: str, count: int) -> tuple[Any, list[Comparison]]:
     """Score ``path`` with ``score_directory`` and compare its score: (ScoreResult, rows).
 
-    Raises ValueError when the folder gives no score or no known benchmark.
+    Raises ValueError when the accelerator has no published result, when the runs are ours at a
+    reduced scale (their time to train measures another model, data and target), or when the
+    folder gives no score or no known benchmark.
     """
+    from trainperf.mlperf.compliance import run_identity
     from trainperf.results.score import score_directory
 
+    check_accelerator(accelerator)
+    if count < 1:
+        raise ValueError(f"--gpus({count}) must be at least 1: the accelerators the runs used")
+    identities = {run_identity(f) for f in sorted(Path(path).glob("result_*.txt"))}
+    reduced = sorted({(b, s) for b, s in identities if s not in (None, "full")})
+    if reduced:
+        benchmark, scale = reduced[0]
+        raise ValueError(
+            f"{path} holds {scale}-scale runs of {benchmark}: a reduced-scale run trains another "
+            "model size on other data to another target, so its time is not comparable to "
+            f"full-scale MLPerf results; compare a full-scale run (trainperf run {benchmark} "
+            "--scale full --data-dir DIR)"
+        )
     result = score_directory(Path(path))
     if result.score_minutes is None:
         raise ValueError(f"{path} gives no score ({'; '.join(result.notes)}); nothing to compare")
@@ -146,9 +189,14 @@ def comparison_to_dict(row: Comparison) -> dict[str, Any]:
 
 
 def render_compare(
-    rows: list[Comparison], console: Console, *, score_minutes: float | None = None
+    rows: list[Comparison],
+    console: Console,
+    *,
+    score_minutes: float | None = None,
+    provisional: list[str] | None = None,
 ) -> None:
-    """Print the published rows with the ratio of the user's score to each."""
+    """Print the published rows with the ratio of the user's score to each; ``provisional``:
+    why the user's score is not yet a submission's (ScoreResult.provisional_reasons)."""
     if not rows:
         console.print("No published result for this benchmark and accelerator.")
         return
@@ -174,5 +222,8 @@ def render_compare(
             f"{row.ratio:.3f}",
         )
     console.print(table)
+    console.print("  - yours / it: your score over the published one (above 1: yours is slower)")
     if not rows[0].same_count:
         console.print("  - no published result at your accelerator count; nearest shown")
+    if provisional:
+        console.print(f"  - your score is provisional ({escape(', '.join(provisional))})")

@@ -64,7 +64,10 @@ def test_compare_nearest_count() -> None:
 def test_compare_405b_and_unknowns() -> None:
     rows = compare(269.122, benchmark="llama31_405b", accelerator="h100", count=512)
     assert len(rows) == 1 and rows[0].ratio == pytest.approx(1.0)
-    assert compare(10.0, benchmark="llama2_70b_lora", accelerator="a100", count=8) == []
+    with pytest.raises(ValueError, match="unknown accelerator 'a100'.*give one of b200, b300"):
+        compare(10.0, benchmark="llama2_70b_lora", accelerator="a100", count=8)
+    with pytest.raises(ValueError, match="no published llama31_405b result on mi300x; .* on b200"):
+        compare(10.0, benchmark="llama31_405b", accelerator="mi300x", count=8)
     with pytest.raises(ValueError, match="known: llama2_70b_lora"):
         compare(10.0, benchmark="gpt3", accelerator="h100", count=8)
 
