@@ -14,7 +14,11 @@ import threading
 import time
 from pathlib import Path
 
+import pytest
 from mllog_lines import T0, mllog
+from tiny_run_logs import write_tiny_run
+
+from trainperf.launch.runset import write_set_file
 
 
 def run_lines(seed: int, evals: list[tuple[int, float]], status: str | None) -> list[str]:
@@ -129,3 +133,40 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, trainperf) -> None:
         assert proc.returncode == 2, (args, proc.stdout, proc.stderr)
         assert "Traceback" not in proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1 and "error:" in proc.stderr
+
+
+def test_once_on_our_single_finished_run_is_one_finished_run(tmp_path: Path, trainperf) -> None:
+    write_tiny_run(tmp_path / "ok", 0)  # a `trainperf run`: config_0.json, no runset.json
+    proc = trainperf("watch", str(tmp_path / "ok"), "--once")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "run 1 of 1 (seed 1234, GBS 16): success" in proc.stdout and "of 10" not in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "1 of 1 runs ended: all succeeded"
+    write_tiny_run(tmp_path / "not", 0, evals=(4.9, 4.2), status="aborted")
+    proc = trainperf("watch", str(tmp_path / "not"), "--once")
+    assert proc.returncode == 1 and "of 10" not in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "1 of 1 runs ended: a run did not succeed"
+
+
+def test_once_on_a_set_still_expects_its_runs(tmp_path: Path, trainperf) -> None:
+    write_set_file(tmp_path, 3)  # trainperf run --nexp 3
+    write_tiny_run(tmp_path, 0)
+    proc = trainperf("watch", str(tmp_path), "--once")
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert "run 1 of 3" in proc.stdout
+    assert proc.stdout.splitlines()[-1] == "1 of 3 runs ended: still running"
+
+
+def test_watch_and_report_show_one_training_throughput(tmp_path: Path, trainperf) -> None:
+    # 512 samples per 10 s block, then a 20 s evaluation: 51.2 training samples/s (17.1 over the
+    # wall time since run_start, which the two commands used to mix up)
+    write_tiny_run(tmp_path, 0, evals=(4.9, 4.2, 3.6), train_s=10.0, eval_s=20.0)
+    proc = trainperf("watch", str(tmp_path), "--once")
+    assert "51.2 training samples/s, 6,554 tok/s (block timestamps)" in proc.stdout
+    watched = json.loads(trainperf("watch", str(tmp_path), "--once", "--json").stdout)
+    report = json.loads(trainperf("report", str(tmp_path), "--json", check=True).stdout)
+    assert watched["runs"][0]["samples_per_s"] == pytest.approx(51.2)
+    assert report["runs"][0]["training_samples_per_s"] == pytest.approx(51.2)
+    assert watched["throughput"] == report["throughput"]
+    assert report["throughput"].startswith("training samples/s = samples trained / time spent")
+    page = Path(report["html"]).read_text()
+    assert "<th>training samples/s</th>" in page and "<td>51.200</td>" in page

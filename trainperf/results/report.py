@@ -21,9 +21,16 @@ from trainperf.atomic import write_bytes_atomic
 from trainperf.benchmarks import BENCHMARKS
 from trainperf.mlperf.rcp import rcp_band
 from trainperf.mlperf.seeds import check_seeds
-from trainperf.results.curves import RunCurves, extract_curves
+from trainperf.results.curves import (
+    Block,
+    RunCurves,
+    Throughput,
+    extract_blocks,
+    extract_curves,
+    training_throughput,
+)
 from trainperf.results.diagnose import UNREADABLE, Diagnosis, diagnose_run
-from trainperf.results.parse import MLLogEvent, RunSummary, parse_log, summarize_events
+from trainperf.results.parse import RunSummary, parse_log, summarize_events
 from trainperf.results.report_render import draw_figures, render_html, report_to_dict, score_line
 from trainperf.results.score import ScoreResult, score_directory, sort_naturally
 
@@ -40,26 +47,14 @@ __all__ = [
 
 
 @dataclass
-class Block:
-    """One training block (block_start .. block_stop) and its throughput."""
-
-    end_samples: int | None
-    """Samples trained at the block's end (cumulative)."""
-    samples: int | None
-    """Samples in the block."""
-    seconds: float
-    samples_per_s: float | None
-    source: str
-    """"logged" (a throughput field) or "timestamps" (block size / block duration)."""
-
-
-@dataclass
 class RunReport:
     file: str
     summary: RunSummary
     diagnosis: Diagnosis
     curves: RunCurves
     blocks: list[Block]
+    throughput: Throughput | None
+    """Training samples/s of the run (curves.THROUGHPUT), as ``watch`` shows it."""
     config: dict[str, Any] | None
     seq_len: int | None
 
@@ -168,7 +163,8 @@ def _read_run(path: Path) -> RunReport:
     diagnosis = diagnose_run(parsed.events, errors=parsed.errors, config=config, summary=summary)
     curves = extract_curves(parsed.events, global_batch_size=summary.global_batch_size)
     seq_len = _seq_len(curves, config, summary.benchmark)
-    return RunReport(path.name, summary, diagnosis, curves, _blocks(parsed.events), config, seq_len)
+    blocks, rate = extract_blocks(parsed.events), training_throughput(parsed.events)
+    return RunReport(path.name, summary, diagnosis, curves, blocks, rate, config, seq_len)
 
 
 def _read_config(log: Path) -> dict[str, Any] | None:
@@ -189,44 +185,6 @@ def _seq_len(curves: RunCurves, config: dict[str, Any] | None, benchmark: str | 
         return (config.get("train") or {}).get("seq_len")
     spec = BENCHMARKS.get(benchmark or "")
     return spec.rules.get(C.MAX_SEQUENCE_LENGTH) if spec is not None else None
-
-
-def _blocks(events: list[MLLogEvent]) -> list[Block]:
-    """Blocks from block_start / block_stop pairs, with their throughput.
-
-    Two conventions for samples_count: cumulative (ours, v4.x: start 1536, stop 1920) and the
-    v5.1 mlperf_common one where both carry the block's size (start 384, stop 384). A logged
-    ``throughput`` (tracked_stats, samples/s) inside a block wins over the timestamps.
-    """
-    blocks: list[Block] = []
-    start: MLLogEvent | None = None
-    logged: float | None = None
-    trained = 0
-    for event in events:
-        if event.key == C.BLOCK_START:
-            start, logged = event, None
-        elif event.key == "tracked_stats" and isinstance(event.value, dict):
-            value = event.value.get("throughput")
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                logged = float(value)
-        elif event.key == C.BLOCK_STOP and start is not None:
-            size = _block_size(start, event)
-            trained += size or 0
-            seconds = (event.time_ms - start.time_ms) / 1000
-            rate = logged if logged is not None else (size / seconds if size and seconds else None)
-            source = "logged" if logged is not None else "timestamps"
-            blocks.append(Block(trained if size else None, size, seconds, rate, source))
-            start = None
-    return blocks
-
-
-def _block_size(start: MLLogEvent, stop: MLLogEvent) -> int | None:
-    a, b = start.metadata.get(C.SAMPLES_COUNT), stop.metadata.get(C.SAMPLES_COUNT)
-    if not all(isinstance(x, int | float) and not isinstance(x, bool) for x in (a, b)):
-        return None
-    if a == b:  # v5.1: both are the block's size
-        return int(b) or None
-    return int(b - a) if b > a else None
 
 
 # --- system description -----------------------------------------------------------------------

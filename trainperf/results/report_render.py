@@ -9,6 +9,7 @@ import io
 from typing import TYPE_CHECKING, Any
 
 from trainperf.benchmarks import BENCHMARKS
+from trainperf.results.curves import THROUGHPUT
 from trainperf.results.diagnose import CONVERGED
 from trainperf.results.score import ScoreResult, score_to_dict
 from trainperf.results.score_view import ruleset_line, score_line
@@ -133,7 +134,8 @@ def _draw_throughput(fig: Any, report: Report) -> None:
             ax.plot(xs, ys, color=f"C{i % 10}", marker="o", ms=3, lw=1, label=run.file)
     how = " and ".join(sorted(sources)) or "no blocks logged"
     ax.set(
-        title=f"throughput per block ({how})",
+        title=f"training throughput per block: its samples / its duration, evaluation "
+        f"excluded ({how})",
         xlabel="samples at the block's end",
         ylabel="samples/s",
     )
@@ -255,8 +257,7 @@ def _runs_table(report: Report) -> str:
     rows = []
     for run in report.runs:
         s = run.summary
-        rates = [b.samples_per_s for b in run.blocks if b.samples_per_s is not None]
-        rate = sum(rates) / len(rates) if rates else None
+        rate = run.throughput.samples_per_s if run.throughput is not None else None
         tokens = rate * run.seq_len if rate is not None and run.seq_len else None
         rows.append(
             (
@@ -281,10 +282,10 @@ def _runs_table(report: Report) -> str:
         "final eval",
         "compliance",
         "score",
-        "samples/s",
+        "training samples/s",
         "tokens/s",
     )
-    return _table(header, rows)
+    return _table(header, rows) + f'<p class="note">{html.escape(THROUGHPUT)}</p>'
 
 
 def _compliance_word(entry: dict[str, Any] | None) -> str:
@@ -317,13 +318,18 @@ def report_to_dict(report: Report) -> dict[str, Any]:
         "ruleset_reason": score.ruleset_reason,
         "rcp": None if score.rcp is None else score.rcp.verdict,
         "seeds": report.seeds,
-        "runs": [
-            {
-                "file": run.file,
-                "time_to_train_minutes": run.summary.time_to_train_minutes,
-                "score_role": run_role(score, run),
-                **run.diagnosis.to_dict(),
-            }
-            for run in report.runs
-        ],
+        "runs": [_run_to_dict(score, run) for run in report.runs],
+        "throughput": THROUGHPUT,
+    }
+
+
+def _run_to_dict(score: ScoreResult, run: RunReport) -> dict[str, Any]:
+    rate = run.throughput
+    return {
+        "file": run.file,
+        "time_to_train_minutes": run.summary.time_to_train_minutes,
+        "training_samples_per_s": None if rate is None else rate.samples_per_s,
+        "throughput_source": None if rate is None else rate.source,
+        "score_role": run_role(score, run),
+        **run.diagnosis.to_dict(),
     }

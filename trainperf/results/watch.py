@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from mlperf_logging.mllog import constants as C
 
-from trainperf.results.curves import least_squares_slope
+from trainperf.results.curves import Throughput, least_squares_slope, training_throughput
 from trainperf.results.parse import MLLogEvent, RunSummary, parse_line, summarize_events
 from trainperf.results.score import required_run_count, sort_naturally
 
@@ -138,11 +138,12 @@ class RunState:
     ended: bool = False
     """A run_stop has been read (the status is then the summary's)."""
     _summary: RunSummary | None = None
+    _throughput: tuple[Throughput | None] | None = None
 
     # -- building ---------------------------------------------------------------------------------
     def add(self, event: MLLogEvent) -> None:
         self.events.append(event)
-        self._summary = None
+        self._summary, self._throughput = None, None
         self.ended |= event.key == C.RUN_STOP
         meta, value = event.metadata, event.value
         if event.key in _SAMPLE_KEYS:
@@ -217,8 +218,22 @@ class RunState:
         return scale if isinstance(scale, str) else None
 
     @property
+    def throughput(self) -> Throughput | None:
+        """Training samples/s (``curves.THROUGHPUT``, as ``report`` shows it); a running run's
+        open block counts up to its last train event."""
+        if self._throughput is None:
+            self._throughput = (training_throughput(self.events, open_block=not self.ended),)
+        return self._throughput[0]
+
+    @property
     def samples_per_s(self) -> float | None:
-        """Samples over wall time since run_start (evaluations included, as in time to train)."""
+        rate = self.throughput
+        return rate.samples_per_s if rate is not None else None
+
+    @property
+    def progress_per_s(self) -> float | None:
+        """Samples over wall time since run_start (evaluations included, as in time to train):
+        the pace that the ETAs extrapolate."""
         start = self.summary.run_start_ms
         if start is None or self.samples is None or self.samples_ms is None:
             return None
@@ -227,7 +242,7 @@ class RunState:
 
     @property
     def tokens_per_s(self) -> float | None:
-        rate = self.logged_throughput or self.samples_per_s
+        rate = self.samples_per_s
         seq = self.seq_len or _number(self._train_config("seq_len"))
         if seq is None:
             spec = _benchmark_spec(self.summary.benchmark)
@@ -254,7 +269,7 @@ class RunState:
         if slope is None or slope >= 0:
             return None, "no downward trend"
         need = (evals[-1][1] - target) / -slope
-        rate = self.samples_per_s
+        rate = self.progress_per_s
         if rate is None:
             return None, "no samples/s yet"
         done = max((self.samples or 0) - evals[-1][0], 0)
@@ -272,7 +287,7 @@ class RunState:
         mean, basis = _rcp_mean(s.benchmark, s.global_batch_size)
         if mean is None:
             return None, None, basis
-        rate = self.samples_per_s
+        rate = self.progress_per_s
         if rate is None:
             return None, mean, basis
         return max(mean - (self.samples or 0), 0.0) / rate, mean, basis
@@ -356,14 +371,17 @@ class Watch:
         return [run for path in self._files() for run in self.runs.get(path, [])]
 
     def expected_runs(self) -> int | None:
-        """N of "run i of N": a folder's run-set size or the rules' run count; a job output's
-        trial count; None when nothing says."""
+        """N of "run i of N": a folder's run-set size (runset.json), or for a published
+        submission's folder the rules' run count; a job output's trial count; None when nothing
+        says (our single runs: config_<i>.json without runset.json)."""
         if not self.is_dir:
             trials = [r.trial[1] for r in self.all_runs if r.trial]
             return max(trials) if trials else None
         nexp = _set_size(self.path)
         if nexp is not None:
             return nexp
+        if any(r.config is not None for r in self.all_runs):
+            return None  # our runs without a set: each trainperf run is a whole of its own
         names = {r.summary.benchmark for r in self.all_runs if r.summary.benchmark}
         return required_run_count(names.pop()) if len(names) == 1 else None
 
