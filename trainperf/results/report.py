@@ -31,7 +31,8 @@ from trainperf.results.curves import (
 )
 from trainperf.results.diagnose import UNREADABLE, Diagnosis, diagnose_run
 from trainperf.results.parse import RunSummary, parse_log, summarize_events
-from trainperf.results.report_render import draw_figures, render_html, report_to_dict, score_line
+from trainperf.results.report_figures import draw_figures
+from trainperf.results.report_render import render_html, report_to_dict, score_line
 from trainperf.results.score import ScoreResult, score_directory, sort_naturally
 
 __all__ = [

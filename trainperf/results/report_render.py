@@ -1,14 +1,12 @@
-"""Drawing and writing a ``trainperf report``: the three figures (matplotlib, Agg backend), the
-HTML page that embeds them as base64 PNG, and the JSON view. ``report.py`` reads the runs."""
+"""Writing a ``trainperf report``: the HTML page that embeds the figures (``report_figures``) as
+base64 PNG, and the JSON view. ``report.py`` reads the runs."""
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 from typing import TYPE_CHECKING, Any
 
-from trainperf.benchmarks import BENCHMARKS
 from trainperf.results.curves import THROUGHPUT
 from trainperf.results.diagnose import CONVERGED
 from trainperf.results.score import ScoreResult, score_to_dict
@@ -17,132 +15,7 @@ from trainperf.results.score_view import ruleset_line, score_line
 if TYPE_CHECKING:
     from trainperf.results.report import Report, RunReport
 
-__all__ = ["draw_figures", "render_html", "report_to_dict", "run_role", "score_line"]
-
-DPI = 80
-FIGSIZE = (10.0, 3.6)
-
-
-# --- figures ----------------------------------------------------------------------------------
-
-
-def draw_figures(report: Report) -> dict[str, bytes]:
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only, never a window
-    from matplotlib import pyplot as plt
-
-    figures = {}
-    for name, draw in (
-        ("loss.png", _draw_loss),
-        ("time_to_train.png", _draw_times),
-        ("throughput.png", _draw_throughput),
-    ):
-        fig = plt.figure(figsize=FIGSIZE, dpi=DPI, layout="constrained")
-        try:
-            draw(fig, report)
-            buf = io.BytesIO()
-            fig.savefig(buf, format="png", dpi=DPI)
-            figures[name] = buf.getvalue()
-        finally:
-            plt.close(fig)
-    return figures
-
-
-def _target(report: Report) -> float | None:
-    for run in report.runs:
-        target = ((run.config or {}).get("train") or {}).get("target")
-        if target is not None:
-            return float(target)
-    spec = BENCHMARKS.get(report.score.benchmark or "")
-    return spec.eval.target if spec is not None else None
-
-
-def _draw_loss(fig: Any, report: Report) -> None:
-    from matplotlib.ticker import EngFormatter
-
-    train_ax, eval_ax = fig.subplots(1, 2)
-    for i, run in enumerate(report.runs):
-        color = f"C{i % 10}"
-        if run.curves.train:
-            xs, ys = zip(*run.curves.train)
-            train_ax.plot(xs, ys, color=color, lw=0.8, alpha=0.8, label=run.file)
-        evals = [(s, v) for s, v in run.summary.evals if s is not None]
-        if evals:
-            xs, ys = zip(*evals)
-            eval_ax.plot(xs, ys, color=color, lw=1.0, marker="o", ms=3, label=run.file)
-    target = _target(report)
-    if target is not None:
-        eval_ax.axhline(target, color="black", ls="--", lw=1, label=f"target {target:g}")
-    if report.band is not None:
-        mean, std, low = report.band
-        eval_ax.axvspan(mean - std, mean + std, color="gray", alpha=0.2, label="RCP mean ± std")
-        eval_ax.axvline(mean, color="gray", lw=1)
-        eval_ax.axvline(low, color="gray", lw=1, ls=":", label=f"min acceptable {low:,.0f}")
-    train_ax.set(title="train loss", xlabel="samples")
-    eval_ax.set(title="eval_accuracy (lower is better)", xlabel="samples")
-    for ax in (train_ax, eval_ax):
-        ax.grid(alpha=0.3)
-        ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    if len(report.runs) <= 12:
-        eval_ax.legend(fontsize=6, ncol=2)
-
-
-def _draw_times(fig: Any, report: Report) -> None:
-    ax = fig.subplots()
-    labels, values, colors = [], [], []
-    for run in report.runs:
-        role = run_role(report.score, run)
-        index = run.file.removeprefix("result_").removesuffix(".txt")
-        labels.append(index if role == "counted" else f"{index}\n{role.removeprefix('dropped ')}")
-        values.append(run.summary.time_to_train_minutes or 0.0)
-        colors.append({"counted": "C0", "dropped": "0.7"}.get(role.split()[0], "C3"))
-    ax.bar(range(len(values)), values, color=colors)
-    ax.set_xticks(range(len(values)), labels, fontsize=7)
-    if report.score.score_minutes is not None:
-        ax.axhline(
-            report.score.score_minutes,
-            color="black",
-            ls="--",
-            lw=1,
-            label=f"score {report.score.score_minutes:.3f} min",
-        )
-        ax.legend(fontsize=7, loc="lower right")
-    ax.set(
-        title="time to train per run (blue: counted, gray: dropped by the olympic mean, "
-        "red: not counted)",
-        xlabel="result_<i>",
-        ylabel="minutes",
-    )
-    ax.grid(axis="y", alpha=0.3)
-
-
-def _draw_throughput(fig: Any, report: Report) -> None:
-    from matplotlib.ticker import EngFormatter
-
-    ax = fig.subplots()
-    sources = set()
-    for i, run in enumerate(report.runs):
-        points = [
-            (b.end_samples, b.samples_per_s)
-            for b in run.blocks
-            if b.end_samples is not None and b.samples_per_s is not None
-        ]
-        sources |= {b.source for b in run.blocks}
-        if points:
-            xs, ys = zip(*points)
-            ax.plot(xs, ys, color=f"C{i % 10}", marker="o", ms=3, lw=1, label=run.file)
-    how = " and ".join(sorted(sources)) or "no blocks logged"
-    ax.set(
-        title=f"training throughput per block: its samples / its duration, evaluation "
-        f"excluded ({how})",
-        xlabel="samples at the block's end",
-        ylabel="samples/s",
-    )
-    ax.grid(alpha=0.3)
-    ax.xaxis.set_major_formatter(EngFormatter(sep=""))
-    if len(report.runs) <= 12 and any(r.blocks for r in report.runs):
-        ax.legend(fontsize=6, ncol=2)
+__all__ = ["render_html", "report_to_dict", "run_role", "score_line"]
 
 
 def run_role(score: ScoreResult, run: RunReport) -> str:
