@@ -59,8 +59,9 @@ def cmd(args: argparse.Namespace) -> int:
         return 0
     note = None
     if overrides:
+        convention = ", ".join(f"{key}={value}" for key, value in overrides.items())
         note = (
-            f"(NVIDIA recipe convention {overrides}; the model itself gives "
+            f"(NVIDIA recipe convention {convention}; the model itself gives "
             f"{exact.model_flops_per_sample:.3E} FLOPs/sample and MFU {exact.mfu:.2%}: "
             "--formula model)"
         )
