@@ -16,6 +16,7 @@ from trainperf.cli.common import (
 
 if TYPE_CHECKING:
     from trainperf.config import Config
+    from trainperf.train.run import RunResult
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -102,11 +103,31 @@ def cmd(args: argparse.Namespace) -> int:
             f"{result.samples}"
         )
     else:
-        stdout.print(f"{result.status}: {result.reason} (last eval {result.last_eval})")
+        stdout.print(f"{result.status}: {result.reason}; {evaluation_note(result, cfg)}")
     stdout.print(f"log: {result.log_path}  config: {result.config_path}  seed: {result.seed}")
     if result.peak_memory_gib is not None:
         stdout.print(f"peak GPU memory {result.peak_memory_gib:.2f} GiB (rank 0)")
     return 0 if result.status == "success" else 1
+
+
+def evaluation_note(result: RunResult, cfg: Config) -> str:
+    """What the evaluations of an unsuccessful run said: "last eval 3.8123 (target 3.7)", or why
+    none ran ("no evaluation ran: max_steps 10 x GBS 16 = 160 samples ends before the first
+    evaluation at 512 samples")."""
+    from trainperf.benchmarks import get_benchmark
+
+    t = cfg.train
+    if result.last_eval is not None:
+        return f"last eval {result.last_eval:.4f} (target {t.target:g})"
+    skip = get_benchmark(cfg.benchmark).resolve(cfg).train.eval_skip or 0
+    first = (skip + 1) * t.eval_interval_samples
+    if result.steps < t.max_steps:
+        return f"no evaluation ran before it stopped (the first is at {first:,} samples)"
+    return (
+        f"no evaluation ran: max_steps {t.max_steps:,} x GBS {t.global_batch_size} = "
+        f"{t.max_steps * t.global_batch_size:,} samples ends before the first evaluation at "
+        f"{first:,} samples; raise train.max_steps"
+    )
 
 
 def _apply_system(args: argparse.Namespace, cfg: Config) -> Config:
