@@ -15,8 +15,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Follow PATH as it grows: a result log, a results folder (every "
         "result_*.txt, new ones picked up; runs side by side) or a Slurm job's output "
         "(launcher prefixes such as '0: ' and other output are skipped). Works on any MLPerf "
-        "submission's logs. Shows benchmark, run i of N, samples, train loss, learning rate, "
-        "throughput, each evaluation against the target with its trend, the ETA to the target "
+        "submission's logs. Shows benchmark, run i of N (N from a set's runset.json or, for a "
+        "published submission's folder, the rules' run count), samples, train loss, learning "
+        "rate, training throughput (samples trained / time in the training blocks, evaluations "
+        "excluded, as report shows it), each evaluation against the target with its trend, the "
+        "ETA to the target "
         "from the slope of the last evaluations and from the RCP mean samples to converge, and "
         "the status. Without a terminal it prints one plain line per change.",
         epilog="Exit status: 0 every watched run ended with run_stop status success; 1 a run "

@@ -5,7 +5,8 @@ Three layers, each usable alone:
 - ``LogTail`` reads the bytes appended to one file since the last poll and hands back complete
   lines; a partial last line waits for its newline (a line still being written is never parsed).
 - ``RunState`` is one run built from ``parse_line`` events: benchmark, seed, GBS, samples, train
-  loss, learning rate, throughput, the evaluations against the target with their trend, the ETA to
+  loss, learning rate, training throughput (``curves.THROUGHPUT``, the figure ``report`` shows),
+  the evaluations against the target with their trend, the ETA to
   the target (from the slope of the last evaluations and from the RCP mean samples to converge)
   and the status; the status and time to train come from ``summarize_events``, as in ``score``.
 - ``Watch`` follows a path: one log, a results folder (every ``result_*.txt``, natural order,
