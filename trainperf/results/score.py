@@ -351,7 +351,10 @@ def _add_notes(result: ScoreResult, reduced: list[str], problem: str | None) -> 
         )
     verdict = result.rcp
     if verdict is not None and verdict.verdict in ("fail", "missing RCP"):
-        result.notes.append(f"RCP check {verdict.verdict}: {verdict.message}")
+        # the package checker rejects it: a score, but not one MLPerf would accept as it is
+        result.provisional = True
+        result.provisional_reasons.append(f"RCP check {verdict.verdict}")
+        result.notes.append(f"RCP check {verdict.verdict}: {_rcp_failure(verdict)}")
     if problem is not None:
         result.valid = False
         result.score_minutes = None
@@ -359,6 +362,16 @@ def _add_notes(result: ScoreResult, reduced: list[str], problem: str | None) -> 
             f"{problem}; the official score is multiplied by this factor, so there is no score "
             "until scaling.json is fixed or rewritten with trainperf score --write-scaling"
         )
+
+
+def _rcp_failure(verdict: RCPVerdict) -> str:
+    low, mean = verdict.min_acceptable_mean, verdict.submission_mean
+    if verdict.verdict != "fail" or low is None or mean is None:
+        return verdict.message
+    return (
+        f"the runs' olympic mean samples to converge, {mean:,.0f}, is below the minimum "
+        f"acceptable mean of the reference, {low:,.0f} ({verdict.message})"
+    )
 
 
 def _check_compliance(files: list[Path], ruleset: str | None) -> dict[str, ComplianceReport | str]:

@@ -253,3 +253,15 @@ def test_published_results_match_official_scores(entry: tuple[str, dict[str, Any
     minutes = {run.path.name: run.time_to_train_minutes for run in result.runs}
     assert minutes == pytest.approx(expected["runs"])
     assert all(run.converged and run.samples_to_converge for run in result.runs)
+
+
+def test_a_failed_rcp_check_makes_the_score_provisional(tmp_path: Path) -> None:
+    # 10 llama2_70b_lora runs at GBS 8 converging at 1536 samples, far below the RCP's 2961
+    folder = write_folder(tmp_path, [20.0 + i for i in range(10)], samples=1536)
+    result = score_directory(folder, compliance=False)
+    assert result.rcp.verdict == "fail" and result.valid
+    assert result.provisional and result.provisional_reasons == ["RCP check fail"]
+    assert "mean samples to converge, 1,536, is below the minimum acceptable mean" in " ".join(
+        result.notes
+    )
+    assert "Score (provisional: RCP check fail): 24.500 min" in _render(result)
