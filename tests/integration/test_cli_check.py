@@ -83,3 +83,19 @@ def test_a_published_folder_copied_anywhere_passes(tmp_path: Path, trainperf) ->
     assert lines[1:11] == [f"result_{i}.txt: passed (compliance 6.0.0)" for i in range(10)]
     assert lines[11] == "RCP (6.0.0): pass: RCP found, factor 1.0033670033670032"
     assert lines[12:] == ["seeds: passed", "check passed"]
+
+
+def test_bad_folders_are_one_line_exit_2(tmp_path: Path, trainperf) -> None:
+    write_tiny_run(tmp_path / "mixed", 0)
+    write_tiny_run(tmp_path / "mixed", 1, benchmark="llama2_70b_lora")
+    (tmp_path / "garbled").mkdir()
+    (tmp_path / "garbled" / "result_0.txt").write_text("no MLLOG here\n")
+    for folder, fragment in (
+        ("mixed", "holds runs of several benchmarks (llama2_70b_lora, llama31_8b)"),
+        ("garbled", "no ruleset knows the benchmark of these logs (none)"),
+        ("missing", "is not a folder"),
+    ):
+        proc = trainperf("check", str(tmp_path / folder))
+        err = proc.stderr.strip()
+        assert proc.returncode == 2 and fragment in err, err
+        assert len(err.splitlines()) == 1 and "Traceback" not in err

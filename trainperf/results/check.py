@@ -58,7 +58,12 @@ def check_directory(directory: Path, *, ruleset: str | None = None) -> CheckRepo
         raise ValueError(f"no result_*.txt files in {directory}")
     runs = [summarize_run(f) for f in files]
     names = {r.benchmark for r in runs} - {None}
-    benchmark = next(iter(names)) if len(names) == 1 else None
+    if len(names) > 1:
+        raise ValueError(
+            f"{directory} holds runs of several benchmarks ({', '.join(sorted(names))}); keep "
+            "one benchmark per results folder"
+        )
+    benchmark = next(iter(names)) if names else None
     telling = [r.path for r in runs if r.converged] + [r.path for r in runs if not r.converged]
     choice = choose_ruleset(benchmark, telling, directory=directory, given=ruleset)
     if choice.ruleset is None:
