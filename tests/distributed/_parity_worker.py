@@ -29,7 +29,7 @@ from torch.distributed.tensor import DTensor
 from trainperf.config import TrainConfig
 from trainperf.models.llama.hf import canonical_name
 from trainperf.models.llama.model import Llama, LlamaConfig, get_llama_config, precompute_rope_cache
-from trainperf.models.llama.parallelize import tp_sizes
+from trainperf.models.llama.parallelize import parallel_plan, tp_sizes
 from trainperf.models.lora import LoRAConfig, LoRALinear, apply_lora
 from trainperf.parallel import ParallelDims, apply_fsdp, parallelize_model
 from trainperf.parallel.cp import cp_positions
@@ -235,9 +235,9 @@ def build_sharded(
     mesh = dims.build_mesh("cpu")
     with torch.device("meta"):
         model = build_model(cfg, layout.lora)
-    parallelize_model(model, dims, mesh, **layout.options)
+    parallelize_model(model, parallel_plan(model), dims, mesh, **layout.options)
     if layout.fsdp_on_one:
-        apply_fsdp(model, mesh["dp_shard"])
+        apply_fsdp(model, list(model.layers.values()), mesh["dp_shard"])
     model.to_empty(device="cpu")
     model.init_weights()  # must work on sharded parameters; then overwritten by the load
     assert torch.equal(model.rope_cache, precompute_rope_cache(cfg))
