@@ -151,6 +151,6 @@ def check_run_log(path: Path, *, ruleset: str) -> ComplianceReport:
 
     report = check_log(path, ruleset=ruleset)
     benchmark, report.scale = run_identity(Path(path))
-    module = BENCHMARKS.get(benchmark) if benchmark else None
-    report.scale_keys = tuple(getattr(module, "SCALE_DEPENDENT_KEYS", ()))
+    spec = BENCHMARKS.get(benchmark) if benchmark else None
+    report.scale_keys = spec.scale_dependent_keys if spec is not None else ()
     return report
