@@ -16,6 +16,7 @@ before any test, so that no two processes build it at once.
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
 import signal
@@ -94,6 +95,11 @@ TINY_SEEDS = (11, 22, 33)
 LORA_SEEDS = (1, 2)
 """Seeds of the llama2_70b_lora tiny runs (result_0.txt, result_1.txt)."""
 TRAINING_TIMEOUT_S = 3600
+PR_SET_PDEATHSIG = 1  # prctl(2)
+try:  # looked up here: a child between fork and exec should not load libraries
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl
+except (OSError, AttributeError):  # not Linux
+    _prctl = None
 READERS = {"tiny_runs": ("tiny",), "lora_base": ("base",), "lora_runs": ("base", "lora")}
 """Fixture -> the background jobs (by name prefix) it waits for."""
 
@@ -151,7 +157,7 @@ class Trainings:
             self._stopped = True
             for proc in self._procs.values():
                 if proc.poll() is None:
-                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.kill()
             self._cond.notify_all()
 
     def _next(self) -> Job | None:
@@ -191,18 +197,27 @@ class Trainings:
         with open(log, "w") as out, self._cond:
             if self._stopped:
                 return "failed", "the session ended first"
+            # in the session's process group (Ctrl-C and `timeout` reach it) and killed if the
+            # test process dies without its teardown
             proc = subprocess.Popen(
-                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+                cmd, env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=die_with_parent
             )
             self._procs[job.name] = proc
         try:
             rc = proc.wait(timeout=TRAINING_TIMEOUT_S)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill()
             rc = proc.wait()
         if rc == 0:
             return "done", ""
         return "failed", f"trainperf {' '.join(job.args)} exited {rc}:\n{log.read_text()[-3000:]}"
+
+
+def die_with_parent() -> None:
+    """In a child before exec: SIGKILL it when the thread that started it (a worker of
+    Trainings, which waits for it) ends, as when the test process dies (Linux's prctl)."""
+    if _prctl is not None:
+        _prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def training_jobs(root: Path, wanted: set[str]) -> list[Job]:
