@@ -3,9 +3,9 @@
 Run by `test_parity.py` as N processes (RANK / WORLD_SIZE in the environment, a FileStore for
 rendezvous, so no port has to be picked). Every rank also trains the unsharded reference on the
 whole global batch itself (the model is tiny), so nothing but the results crosses processes.
-Rank 0 writes one JSON object per configuration to --out:
-{"load_rel", "moved", "losses", "ref_losses", "loss_rel", "weight_rel", "worst_param"} or
-{"error": traceback}; other ranks write --out.rankN only on an error.
+Rank 0 writes one JSON object per configuration to --out (the measured differences, see
+`run_config`, and the `recipe` they come from) or {"error": traceback}; other ranks write
+--out.rankN only on an error.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ from torch.distributed.tensor import DTensor
 from trainperf.config import TrainConfig
 from trainperf.models.llama.hf import canonical_name
 from trainperf.models.llama.model import Llama, LlamaConfig, get_llama_config, precompute_rope_cache
-from trainperf.models.llama.parallelize import tp_sizes
+from trainperf.models.llama.parallelize import parallel_plan, tp_sizes
 from trainperf.models.lora import LoRAConfig, LoRALinear, apply_lora
 from trainperf.parallel import ParallelDims, apply_fsdp, parallelize_model
 from trainperf.parallel.cp import cp_positions
@@ -40,6 +40,11 @@ GLOBAL_BATCH = 4
 SEQ_LEN = 32
 STEPS = 3
 LR = 1e-3
+EPS = 1e-3
+"""AdamW's epsilon. Adam changes a weight by at most LR / EPS times a change of its gradient (at
+a gradient near 0); with the trainer's default 1e-5 that gain is 100 per step, and float32
+rounding of the gradients (1e-7) reaches the weights a hundredfold. At 1e-3 the gain is 1 and the
+update still follows the gradients' signs (they are 1e-2 to 1e-1)."""
 GRAD_CLIP = 1.0
 
 
@@ -146,14 +151,16 @@ def train(
     *,
     reduce: Callable[[torch.Tensor], float],
     first_grads: dict[str, torch.Tensor],
+    grad_scale: dict[str, float] | None = None,
     chunked_ce: bool = False,
     cp: int = 1,
     cp_rank: int = 0,
 ) -> list[float]:
     """STEPS steps of the trainer's recipe: AdamW (build_optimizer), grad-norm clip, step.
     The full gradients of the first step go into `first_grads` (Adam's update is nearly blind to
-    a gradient's scale, so weights alone could hide a gradient off by a constant factor)."""
-    optimizer = build_optimizer(model, TrainConfig(lr=LR, grad_clip=GRAD_CLIP))
+    a gradient's scale, so weights alone could hide a gradient off by a constant factor); the
+    largest |gradient| of each parameter over the steps into `grad_scale` (one process only)."""
+    optimizer = build_optimizer(model, TrainConfig(lr=LR, eps=EPS, grad_clip=GRAD_CLIP))
     losses = []
     for step, batch in enumerate(batches):
         loss = loss_of(model, batch, chunked=chunked_ce, cp=cp, cp_rank=cp_rank)
@@ -169,6 +176,12 @@ def train(
                     continue
                 g = p.grad.full_tensor() if isinstance(p.grad, DTensor) else p.grad
                 first_grads[canonical_name(name)] = g.detach().clone()
+        if grad_scale is not None:
+            for name, p in model.named_parameters():
+                if p.grad is not None:
+                    top = p.grad.abs().max().item()
+                    key = canonical_name(name)
+                    grad_scale[key] = max(grad_scale.get(key, 0.0), top)
         torch.nn.utils.clip_grad_norm_(model.parameters(), GRAD_CLIP)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -196,12 +209,18 @@ def reference_state(cfg: LlamaConfig, hf_dir: str | None, lora: str) -> dict[str
 def run_reference(
     cfg: LlamaConfig, state: dict[str, torch.Tensor], batches: list[torch.Tensor], lora: str
 ):
+    """(losses, final weights, first gradients, largest |gradient| per parameter over the steps)
+    of the one-process run on `batches`."""
     model = build_model(cfg, lora)
     model.load_state_dict(state)
     grads: dict[str, torch.Tensor] = {}
-    losses = train(model, batches, reduce=lambda loss: loss.item(), first_grads=grads)
+    scale: dict[str, float] = {}
+    losses = train(
+        model, batches, reduce=lambda loss: loss.item(), first_grads=grads, grad_scale=scale
+    )
     grads.pop("placements")
-    return losses, {k: v.detach().clone() for k, v in model.state_dict().items()}, grads
+    weights = {canonical_name(k): v.detach().clone() for k, v in model.state_dict().items()}
+    return losses, weights, grads, scale
 
 
 _REFERENCES: dict[str, tuple] = {}
@@ -210,12 +229,16 @@ _REFERENCES: dict[str, tuple] = {}
 def reference_of(
     overrides: dict[str, object], batches: list[torch.Tensor], hf_dir: str | None, lora: str = ""
 ):
-    """(start weights, (losses, final weights)) of the unsharded run; one per model config."""
+    """(start weights, the unsharded run, the unsharded run on half of each batch) as
+    `run_reference` returns them; one per model config."""
     key = json.dumps([overrides, lora], sort_keys=True)
     if key not in _REFERENCES:
         cfg = get_llama_config("debug", **overrides)
         state = reference_state(cfg, hf_dir, lora)
-        _REFERENCES[key] = state, run_reference(cfg, state, batches, lora)
+        # what a data-parallel rank whose gradients are never reduced would train on: its half
+        halves = [b[: GLOBAL_BATCH // 2] for b in batches]
+        unreduced = run_reference(cfg, state, halves, lora)
+        _REFERENCES[key] = state, run_reference(cfg, state, batches, lora), unreduced
     return _REFERENCES[key]
 
 
@@ -235,9 +258,9 @@ def build_sharded(
     mesh = dims.build_mesh("cpu")
     with torch.device("meta"):
         model = build_model(cfg, layout.lora)
-    parallelize_model(model, dims, mesh, **layout.options)
+    parallelize_model(model, parallel_plan(model), dims, mesh, **layout.options)
     if layout.fsdp_on_one:
-        apply_fsdp(model, mesh["dp_shard"])
+        apply_fsdp(model, list(model.layers.values()), mesh["dp_shard"])
     model.to_empty(device="cpu")
     model.init_weights()  # must work on sharded parameters; then overwritten by the load
     assert torch.equal(model.rope_cache, precompute_rope_cache(cfg))
@@ -264,11 +287,14 @@ def max_rel(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a - b).abs().max() / b.abs().max().clamp_min(1e-12)).item()
 
 
+def max_abs(a: torch.Tensor, b: torch.Tensor) -> float:
+    return (a - b).abs().max().item()
+
+
 def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> dict:
     layout = CONFIGS[name]
-    state, (ref_losses, ref_weights, ref_grads) = reference_of(
-        layout.model, batches, hf_dir, layout.lora
-    )
+    state, reference, unreduced = reference_of(layout.model, batches, hf_dir, layout.lora)
+    ref_losses, ref_weights, ref_grads, grad_scale = reference
     model, dims, mesh = build_sharded(name, state, hf_dir)
     loaded = full_weights(model)
     load_rel = max(max_rel(loaded[k], state[k]) for k in state)
@@ -300,9 +326,22 @@ def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> di
     assert weights.keys() == ref_weights.keys(), (weights.keys(), ref_weights.keys())
     errors = {k: max_rel(weights[k], ref_weights[k]) for k in ref_weights}
     worst = max(errors, key=errors.get)
+    # A trained weight's difference in units of its largest gradient (see test_parity.check);
+    # the frozen ones (LoRA bases, buffers) never change: they must stay bit-equal.
+    in_grads = {k: max_abs(weights[k], ref_weights[k]) / grad_scale[k] for k in grad_scale}
+    worst_in_grads = max(in_grads, key=in_grads.get)
+    frozen = [k for k in ref_weights if k not in grad_scale and errors[k] > 0]
     loss_rel = max(abs(a - b) / abs(b) for a, b in zip(losses, ref_losses))
     # How far training moved the weights: the comparison is meaningless if this is ~0.
     moved = max(max_rel(ref_weights[k], state[k]) for k in state)
+    # What one wrong reduction would show: a data-parallel rank that never reduces its gradients
+    # trains on its half of the batch; its first gradient differs from the whole batch's in
+    # every parameter by at least unreduced_grad_rel, its weights by unreduced_weight_in_grads.
+    _, half_weights, half_grads, _ = unreduced
+    unreduced_grad_rel = min(max_rel(half_grads[k], ref_grads[k]) for k in ref_grads)
+    unreduced_in_grads = max(
+        max_abs(half_weights[k], ref_weights[k]) / grad_scale[k] for k in grad_scale
+    )
     return {
         "load_rel": load_rel,
         "moved": moved,
@@ -311,10 +350,16 @@ def run_config(name: str, batches: list[torch.Tensor], hf_dir: str | None) -> di
         "loss_rel": loss_rel,
         "weight_rel": errors[worst],
         "worst_param": worst,
+        "weight_in_grads": in_grads[worst_in_grads],
+        "worst_param_in_grads": worst_in_grads,
+        "frozen_changed": frozen,
         "grad_rel": grad_errors[worst_grad],
         "worst_grad": worst_grad,
         "grad_errors": grad_errors,
         "grad_placements": placements,
+        "unreduced_grad_rel": unreduced_grad_rel,
+        "unreduced_weight_in_grads": unreduced_in_grads,
+        "recipe": dict(global_batch=GLOBAL_BATCH, seq_len=SEQ_LEN, steps=STEPS, lr=LR, eps=EPS),
     }
 
 

@@ -1,4 +1,8 @@
-"""Shared by the integration tests: the real CLI in a subprocess and the MLLOG records of a log."""
+"""Shared by the integration tests: the real CLI in a subprocess and the MLLOG records of a log.
+
+The tiny trainings that several of them read (tiny_runs, lora_base, lora_runs) are trained once
+per session in the background: tests/conftest.py.
+"""
 
 import json
 import os

@@ -1,4 +1,8 @@
-"""The real CLI on the tiny scale, end to end: three runs, the official checker, the score."""
+"""The real CLI on the tiny scale, end to end: three runs, the official checker, the score.
+
+The three runs (seeds 11, 22, 33) are the session's `tiny_runs`, trained once in the
+background (tests/integration/conftest.py); the golden evaluations are those of the seed-11 run.
+"""
 
 import json
 import statistics
@@ -10,7 +14,6 @@ from trainperf.benchmarks import llama31_8b
 from trainperf.mlperf.compliance import check_log
 
 pytestmark = pytest.mark.slow
-SEEDS = (11, 22, 33)
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
 
 # The values a tiny run logs truthfully but that the closed llama31_8b rules pin to full scale:
@@ -28,15 +31,12 @@ TINY = llama31_8b.SCALES["tiny"]
 
 
 @pytest.fixture(scope="module")
-def results(tmp_path_factory, trainperf) -> Path:
-    out = tmp_path_factory.mktemp("runs") / "llama31_8b"
-    for seed in SEEDS:
-        trainperf("run", "--results", str(out), "--seed", str(seed), check=True)
-    return out
+def results(tiny_runs) -> Path:
+    return tiny_runs.folder
 
 
-def test_runs_reach_the_target(results, mllog):
-    for i, seed in enumerate(SEEDS):
+def test_runs_reach_the_target(results, tiny_runs, mllog):
+    for i, seed in enumerate(tiny_runs.seeds):
         recs = mllog(results / f"result_{i}.txt")
         stop = recs[-1]
         assert stop["key"] == "run_stop" and stop["metadata"]["status"] == "success"
@@ -60,11 +60,11 @@ def test_official_checker_only_flags_scale(results, ruleset):
     assert set(llama31_8b.SCALE_DEPENDENT_KEYS) == SCALE_DEPENDENT
 
 
-def test_score_is_the_olympic_mean(results, trainperf, mllog):
+def test_score_is_the_olympic_mean(results, tiny_runs, trainperf, mllog):
     proc = trainperf("score", str(results), "--json", check=True)
     got = json.loads(proc.stdout)
     minutes = []
-    for i in range(len(SEEDS)):
+    for i in range(len(tiny_runs.seeds)):
         recs = mllog(results / f"result_{i}.txt")
         t = {r["key"]: r["time_ms"] for r in recs if r["key"] in ("run_start", "run_stop")}
         minutes.append((t["run_stop"] - t["run_start"]) / 60000)
@@ -74,22 +74,17 @@ def test_score_is_the_olympic_mean(results, trainperf, mllog):
     assert "Score" in text and "result_2.txt" in text
 
 
-def test_golden_first_evals(tmp_path, trainperf, mllog):
+def test_golden_first_evals(tiny_runs, mllog):
     """Pinned eval values of a fixed seed: catches any change of model, data or optimizer
-    semantics. Tolerance allows CPU-kernel rounding differences only."""
+    semantics. Tolerance allows CPU-kernel rounding differences only. The run is the tiny run
+    of that seed (tiny_runs), whose first evaluations come after `steps` steps."""
     golden = json.loads((ASSETS / "golden_tiny_llama31_8b.json").read_text())
-    trainperf(
-        "run",
-        "--no-progress",
-        "--results",
-        str(tmp_path),
-        "--seed",
-        str(golden["seed"]),
-        f"train.max_steps={golden['steps']}",
-        "train.target=0.1",
+    log = tiny_runs.folder / f"result_{tiny_runs.seeds.index(golden['seed'])}.txt"
+    evals = [r for r in mllog(log) if r["key"] == "eval_accuracy"][: len(golden["eval_accuracy"])]
+    assert evals[-1]["metadata"]["samples_count"] == golden["steps"] * TINY.global_batch_size
+    assert [r["value"] for r in evals] == pytest.approx(
+        golden["eval_accuracy"], abs=golden["tolerance"]
     )
-    evals = [r["value"] for r in mllog(tmp_path / "result_0.txt") if r["key"] == "eval_accuracy"]
-    assert evals == pytest.approx(golden["eval_accuracy"], abs=golden["tolerance"])
 
 
 def test_list_and_help(trainperf):
@@ -140,11 +135,11 @@ def test_score_without_logs(tmp_path, trainperf):
     assert proc.returncode == 2 and "not a folder" in proc.stderr
 
 
-def test_check_separates_scale_from_structure(results, trainperf):
+def test_check_separates_scale_from_structure(results, tiny_runs, trainperf):
     proc = trainperf("check", str(results))
     assert proc.returncode == 0, proc.stdout + proc.stderr
     out = proc.stdout
-    assert out.count(": passed (compliance") == len(SEEDS)
+    assert out.count(": passed (compliance") == len(tiny_runs.seeds)
     assert "scale tiny: 5 values differ from the full-scale rules only because of scale" in out
     assert "seeds: passed" in out
     got = json.loads(trainperf("score", str(results), "--json", check=True).stdout)
@@ -234,9 +229,9 @@ def test_results_commands_bad_input(args, fragment, trainperf):
     assert "Traceback" not in proc.stderr + proc.stdout
 
 
-def test_score_several_folders(results, trainperf):
+def test_score_several_folders(results, tiny_runs, trainperf):
     got = json.loads(trainperf("score", str(results), str(results), "--json", check=True).stdout)
     assert isinstance(got, list) and len(got) == 2
     assert got[0]["score_minutes"] == got[1]["score_minutes"] is not None
     csv_out = trainperf("score", str(results), "--csv", check=True).stdout
-    assert csv_out.count("result_") == len(SEEDS)
+    assert csv_out.count("result_") == len(tiny_runs.seeds)
