@@ -16,8 +16,9 @@ from typing import Any
 
 from trainperf.atomic import write_text_atomic
 
-DATA_SOURCES = ("c4", "govreport", "builtin")
+DATA_SOURCES = ("c4", "govreport", "cc12m", "builtin")
 CROSS_ENTROPY_IMPLS = ("auto", "chunked", "plain")
+LR_SCHEDULES = ("cosine", "constant")
 # Kept here, not imported from trainperf.parallel, so that reading a config imports no torch
 # (tests/unit/parallel checks they equal the modules' own tuples).
 AC_MODES = ("none", "full", "selective")
@@ -83,7 +84,15 @@ class TrainConfig:
     eps: float = 1e-5
     """AdamW epsilon."""
     weight_decay: float = 0.1
-    """Decoupled weight decay, applied to matrices only (not to norm weights), as Megatron does."""
+    """Decoupled weight decay, applied to matrices only (not to norm weights), as Megatron does,
+    or to every parameter with ``decay_all_params``."""
+    decay_all_params: bool = False
+    """Weight decay on every trained parameter, biases and norm weights too (one AdamW parameter
+    group, as flux1's torchtitan reference); false: matrices only (Megatron, llama31_*)."""
+    lr_schedule: str = "cosine"
+    """'cosine': linear warmup lr * (step + 1) / (warmup + 1), then a half cosine to end_lr at
+    max_steps (NeMo CosineAnnealing, llama31_*); 'constant': linear warmup lr * (step + 1) /
+    warmup, then lr (torchtitan's warmup-stable schedule with no decay, flux1)."""
     grad_clip: float = 1.0
     """Global gradient-norm clip (MLLOG opt_gradient_clip_norm)."""
     eval_every_samples: int = 12288
@@ -144,6 +153,10 @@ class TrainConfig:
             )
         if not 0.0 <= self.end_lr_factor <= 1.0:
             raise ValueError(f"train.end_lr_factor({self.end_lr_factor}) must be in [0, 1]")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(
+                f"train.lr_schedule({self.lr_schedule!r}) must be one of {LR_SCHEDULES}"
+            )
         if self.attention not in ATTENTION_BACKENDS:
             raise ValueError(
                 f"train.attention({self.attention!r}) must be one of {ATTENTION_BACKENDS}"

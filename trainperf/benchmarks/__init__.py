@@ -6,12 +6,13 @@ trainperf reads its fields.
 
 from __future__ import annotations
 
-from trainperf.benchmarks import llama2_70b_lora, llama31_8b, llama31_405b
+from trainperf.benchmarks import flux1, llama2_70b_lora, llama31_8b, llama31_405b
 from trainperf.benchmarks.spec import BenchmarkSpec
 from trainperf.config import Config
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
-    spec.name: spec for spec in (llama31_8b.SPEC, llama2_70b_lora.SPEC, llama31_405b.SPEC)
+    spec.name: spec
+    for spec in (llama31_8b.SPEC, llama2_70b_lora.SPEC, llama31_405b.SPEC, flux1.SPEC)
 }
 DEFAULT_BENCHMARK = llama31_8b.SPEC.name
 DEFAULT_SCALE = "tiny"

@@ -43,8 +43,9 @@ class Scale:
     target: float
     """Quality target (eval_accuracy at or below it ends the run with success)."""
     data_source: str
-    """'c4', 'govreport' or 'builtin'."""
-    vocab_size: int
+    """'c4', 'govreport', 'cc12m' or 'builtin'."""
+    vocab_size: int = 0
+    """Tokenizer size of the built-in text corpus (0: the benchmark reads no tokens)."""
     max_bytes: int = 8_000_000
     """Source bytes of the built-in corpus (builtin data only)."""
     n_layers: int | None = None
@@ -157,6 +158,9 @@ class BenchmarkSpec:
     a run (``trainperf report``'s conformance); some follow from others (decay from warmup)."""
     rcp_points: Mapping[int, tuple[float, int | None]] = field(default_factory=dict)
     """The RCPs' choices the rules leave free: GBS -> (base LR, warmup samples or None)."""
+    lr_schedule: str = "cosine"
+    """The reference's LR schedule (``train.lr_schedule``): what ``report`` checks a log's
+    per-step LRs against when no config of ours is beside it."""
     rcp_name: str = ""
     """Name of the benchmark's RCP file (``rcps_<rcp_name>.json``); default: its name."""
 

@@ -129,8 +129,11 @@ def _same(got: Any, want: Any) -> bool:
     return got == want
 
 
-def expected_lr(step: int, hyper: dict[str, Any]) -> float | None:
+def expected_lr(step: int, hyper: dict[str, Any], schedule: str = "cosine") -> float | None:
     """The LR at optimizer ``step`` of the schedule the log's hyperparameters describe.
+
+    schedule 'constant' (flux1, torchtitan's warmup-stable): ``base * (step + 1) / warmup``
+    during the warmup, then ``base``.
 
     Pretraining (NeMo CosineAnnealing, as ``trainperf.train.optim.lr_at``): linear warmup
     ``base * (step + 1) / (warmup + 1)``, then a half cosine from base to end over the decay
@@ -140,6 +143,9 @@ def expected_lr(step: int, hyper: dict[str, Any]) -> float | None:
     base = hyper.get(C.OPT_BASE_LR)
     if not isinstance(base, int | float):
         return None
+    if schedule == "constant":
+        warmup = as_int(hyper.get(C.OPT_LR_WARMUP_STEPS)) or 0
+        return base * min(1.0, (step + 1) / warmup) if warmup else base
     if C.OPT_LR_WARMUP_STEPS in hyper or C.OPT_LR_DECAY_STEPS in hyper:
         warmup = as_int(hyper.get(C.OPT_LR_WARMUP_STEPS)) or 0
         decay = as_int(hyper.get(C.OPT_LR_DECAY_STEPS))
@@ -164,27 +170,35 @@ def _trajectory_problems(curves: RunCurves, rules: RunRules) -> list[str]:
     """The logged per-step LRs against the schedule of the logged hyperparameters (one step of
     slack either way: logs differ on whether a step's LR is logged before or after it)."""
     base = curves.hyper.get(C.OPT_BASE_LR)
+    schedule = rules.config_train.get("lr_schedule") or (
+        rules.spec.lr_schedule if rules.spec is not None else "cosine"
+    )
     problems = []
     if curves.lr and isinstance(base, int | float):
         peak = max(lr for _, lr in curves.lr)
         if peak > base * (1 + LR_RTOL):
             problems.append(f"the LR peaks at {peak:.4g}, above opt_base_learning_rate {base:g}")
     for step, lr in curves.lr:
-        near = [expected_lr(s, curves.hyper) for s in (step - 1, step, step + 1) if s >= 0]
+        near = [
+            expected_lr(s, curves.hyper, schedule) for s in (step - 1, step, step + 1) if s >= 0
+        ]
         if any(v is None for v in near) or not near:
             return problems
         low, high = min(near) * (1 - LR_RTOL), max(near) * (1 + LR_RTOL)
         if not low - 1e-12 <= lr <= high + 1e-12:
             problems.append(
                 f"at step {step} the LR is {lr:.4g} where the logged schedule gives "
-                f"{near[len(near) // 2]:.4g} ({_schedule_words(curves.hyper)})"
+                f"{near[len(near) // 2]:.4g} ({_schedule_words(curves.hyper, schedule)})"
             )
             break
     return problems
 
 
-def _schedule_words(hyper: dict[str, Any]) -> str:
+def _schedule_words(hyper: dict[str, Any], schedule: str = "cosine") -> str:
     base = hyper.get(C.OPT_BASE_LR)
+    if schedule == "constant":
+        warmup = hyper.get(C.OPT_LR_WARMUP_STEPS)
+        return f"linear warmup over {warmup} steps to {base:g}, then constant"
     if C.OPT_LR_WARMUP_STEPS in hyper:
         warmup = hyper.get(C.OPT_LR_WARMUP_STEPS)
         return f"linear warmup over {warmup} steps to {base:g}, then cosine decay"

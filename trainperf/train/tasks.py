@@ -9,6 +9,8 @@ forward signature of the models they train, never a model class.
   ``(inputs, labels)`` token batches, reduced per token (log perplexity) or per sample (HF
   Trainer's eval_loss), with context parallel's part of every sequence and the chunked cross
   entropy that never builds the logits.
+- `FlowMatchingTask` (flux1): the rectified-flow velocity loss on VAE latents, the mean squared
+  error per sample; the evaluation at the validation set's fixed timesteps reduces the same way.
 """
 
 from __future__ import annotations
@@ -91,3 +93,62 @@ class CausalLMTask:
             return model(inputs, positions=positions, head=head)
         logits = model(inputs, positions=positions)  # (B, T, vocab)
         return weighted_loss_terms(logits, targets)
+
+
+@dataclass(frozen=True)
+class FlowMatchingTask:
+    """Rectified flow on VAE latents, as the flux1 reference trains and evaluates (torchtitan
+    flux ``train_step`` / ``eval_step``; mlcommons/training ``text_to_image`` README):
+
+    - the clean latent is a sample of the VAE posterior, ``z = mean + exp(logvar / 2) * eps``,
+      scaled ``x0 = (z - shift) * scale`` (the FLUX.1 autoencoder's 0.1159 and 0.3611);
+    - ``x_t = (1 - t) x0 + t noise``, the model predicts the velocity ``noise - x0`` from the
+      packed ``x_t``, the text tokens, the pooled text vector and t;
+    - a sample's loss is the mean squared error over its latent elements, the batch's terms
+      are (sum over samples, number of samples).
+
+    The batch (``trainperf.data.flux``) carries every random draw (eps, noise, t, the dropped
+    captions), made per sample from the run seed, so the loss of a sample does not depend on the
+    ranks or micro-batches it was computed on. The validation set holds as many samples of each
+    of its 8 timesteps, so the mean over samples is the reference's mean over timesteps of the
+    per-timestep means.
+    """
+
+    shift: float = 0.1159
+    scale: float = 0.3611
+    metric: str = "eval loss"
+
+    def count_units(self, batch: dict[str, torch.Tensor]) -> float:
+        return float(batch["t"].shape[0])
+
+    def loss_terms(
+        self, model: nn.Module, batch: dict[str, torch.Tensor], layout: StepLayout
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        import torch
+
+        from trainperf.models.flux.model import (
+            image_position_ids,
+            pack_latents,
+            text_position_ids,
+        )
+
+        if layout.cp > 1:
+            raise ValueError("flux1 has no context parallel; set parallel.cp=1")
+        z = batch["mean"] + torch.exp(0.5 * batch["logvar"]) * batch["eps"]
+        x0 = (z - self.shift) * self.scale  # (B, C, H, W) float32
+        noise, t = batch["noise"], batch["t"]
+        tt = t.view(-1, 1, 1, 1)
+        x_t = (1.0 - tt) * x0 + tt * noise
+        height, width = x0.shape[-2:]
+        device = x0.device
+        pred = model(
+            pack_latents(x_t),
+            image_position_ids(height, width, device=device),
+            batch["t5"],
+            text_position_ids(batch["t5"].shape[1], device=device),
+            t,
+            batch["clip"],
+        )
+        target = pack_latents(noise - x0)
+        per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2))
+        return per_sample.sum(), torch.tensor(float(t.shape[0]), device=device)

@@ -273,6 +273,7 @@ class Trainer:
                 end_lr=t.end_lr,
                 warmup_steps=t.warmup_steps,
                 max_steps=t.max_steps,
+                schedule=t.lr_schedule,
             ),
         )
         self.optimizer.step()

@@ -48,3 +48,29 @@ def test_no_weight_decay_on_norms():
     decay = {id(p) for g in opt.param_groups if g["weight_decay"] > 0 for p in g["params"]}
     assert decay == {id(model[0].weight)}
     assert opt.defaults["betas"] == (0.9, 0.95) and opt.defaults["eps"] == 1e-5
+
+
+def test_constant_schedule_is_torchtitans_warmup_then_constant() -> None:
+    """flux1's reference (LambdaLR, decay_ratio 0): update s uses base * (s + 1) / W, the
+    full LR from update W - 1 on; no warmup is the base LR from the first update."""
+    lrs = [
+        lr_at(s, base_lr=2.0, end_lr=0.0, warmup_steps=4, max_steps=10, schedule="constant")
+        for s in range(12)
+    ]
+    assert lrs[:4] == [0.5, 1.0, 1.5, 2.0] and set(lrs[4:]) == {2.0}
+    assert (
+        lr_at(0, base_lr=2.0, end_lr=0.0, warmup_steps=0, max_steps=10, schedule="constant") == 2.0
+    )
+
+
+def test_weight_decay_on_every_parameter_when_asked() -> None:
+    import torch
+
+    from trainperf.config import TrainConfig
+    from trainperf.train.optim import build_optimizer
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.LayerNorm(3))
+    groups = build_optimizer(model, TrainConfig()).param_groups
+    assert [(len(g["params"]), g["weight_decay"]) for g in groups] == [(1, 0.1), (3, 0.0)]
+    everything = build_optimizer(model, TrainConfig(decay_all_params=True)).param_groups
+    assert [(len(g["params"]), g["weight_decay"]) for g in everything] == [(4, 0.1)]

@@ -133,6 +133,29 @@ FLUX_CONFIGS: dict[str, FluxConfig] = {
         image_tokens=16,
         text_tokens=8,
     ),
+    # flux1's tiny scale (CPU, minutes): 16-channel 8 x 8 latents (16 packed tokens of 64, the
+    # full model's token width), 8 text tokens of 32, 2 double + 4 single blocks of width 64.
+    "flux-tiny": FluxConfig(
+        vec_in_dim=32,
+        context_in_dim=32,
+        hidden_size=64,
+        num_heads=4,
+        depth=2,
+        depth_single_blocks=4,
+        axes_dim=(4, 6, 6),
+        image_tokens=16,
+        text_tokens=8,
+    ),
+    # flux1's small scale (one GPU, minutes): 256 x 256-image latents and FLUX.1's head shape
+    # and pooled width, 64 text tokens of 1024, 4 double + 8 single blocks of width 1024.
+    "flux-small": FluxConfig(
+        context_in_dim=1024,
+        hidden_size=1024,
+        num_heads=8,
+        depth=4,
+        depth_single_blocks=8,
+        text_tokens=64,
+    ),
     # torchtitan branch mlperf-training-flux.1 (9603aa83) `flux_configs["flux-schnell"]`, with
     # context_in_dim from its flux_schnell_mlperf toml = black-forest-labs/FLUX.1-schnell
     # transformer/config.json: 11,891,178,560 parameters.
