@@ -11,6 +11,7 @@ converge. Proxy configurations (fewer layers, a smaller global batch) come from 
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from rich.console import Console
 
+from trainperf.benchmarks import get_benchmark
 from trainperf.config import Config
 from trainperf.data.prepare import DataPaths
 from trainperf.data.readers import Batch
@@ -35,6 +37,7 @@ from trainperf.perf.profile import (
 )
 from trainperf.train.distributed import DistEnv, barrier
 from trainperf.train.run import resolve_run
+from trainperf.train.tasks import CausalLMTask
 from trainperf.train.trainer import Trainer
 
 if TYPE_CHECKING:
@@ -61,6 +64,56 @@ class SyntheticData:
     train_batch = _batch
     eval_batch = _batch
 
+    def begin_eval(self) -> None:
+        """Nothing to redraw: sample i is the same at every evaluation."""
+
+
+class SyntheticLatents:
+    """Random posterior means and log-variances, text encodings, draws of the noise and the
+    timestep, in the shapes of the flux1 reader's batches (``trainperf.data.flux``) for a Flux
+    config. A pool of 64 samples (drawn once, seeded) serves every index: drawing a 256 x 4096
+    text encoding per sample would make the host, not the step, the thing timed."""
+
+    POOL = 64
+
+    def __init__(self, model_cfg: Any, *, eval_samples: int, seed: int = 0) -> None:
+        side = 2 * math.isqrt(model_cfg.image_tokens)  # square latents, 2 x 2 patches
+        channels = model_cfg.in_channels // 4
+        g = torch.Generator().manual_seed(seed)
+        n, latent = self.POOL, (self.POOL, channels, side, side)
+        self.pool = {
+            "mean": torch.randn(latent, generator=g),
+            "logvar": torch.randn(latent, generator=g) - 3.0,
+            "eps": torch.randn(latent, generator=g),
+            "noise": torch.randn(latent, generator=g),
+            "t": torch.rand(n, generator=g),
+            "t5": torch.randn(n, model_cfg.text_tokens, model_cfg.context_in_dim, generator=g),
+            "clip": torch.randn(n, model_cfg.vec_in_dim, generator=g),
+        }
+        self.train_samples = 0  # no epoch: an endless stream
+        self.eval_size = eval_samples
+
+    def _batch(self, indices) -> dict[str, torch.Tensor]:
+        rows = torch.tensor([int(i) % self.POOL for i in indices])
+        return {k: v.index_select(0, rows) for k, v in self.pool.items()}
+
+    train_batch = _batch
+    eval_batch = _batch
+
+    def begin_eval(self) -> None:
+        """Nothing to redraw: the pool is fixed."""
+
+
+def synthetic_data(cfg: Config, trainer: Trainer) -> SyntheticData | SyntheticLatents:
+    """Random data in the shapes the benchmark's task reads: tokens, or flux1's latents."""
+    if trainer.family.name == "flux":
+        return SyntheticLatents(trainer.model_cfg, eval_samples=cfg.train.eval_samples)
+    return SyntheticData(
+        seq_len=cfg.train.seq_len,
+        vocab_size=trainer.model_cfg.vocab_size,
+        eval_samples=cfg.train.eval_samples,
+    )
+
 
 @dataclass
 class PerfResult:
@@ -77,6 +130,7 @@ class PerfResult:
     warmup_steps: int
     median_step_s: float
     min_step_s: float
+    samples_per_s: float
     tokens_per_s: float
     tokens_per_s_per_gpu: float
     model_tflops_per_gpu: float | None
@@ -120,11 +174,7 @@ def measure(
         cfg, spec, paths, ml=MLPerfLogger(None), console=console, show_progress=False, env=env
     )
     if paths is None:
-        trainer.data = SyntheticData(
-            seq_len=cfg.train.seq_len,
-            vocab_size=trainer.model_cfg.vocab_size,
-            eval_samples=cfg.train.eval_samples,
-        )
+        trainer.data = synthetic_data(cfg, trainer)
     trainer.setup()
     cuda = trainer.device.type == "cuda"
     times, losses = [], []
@@ -199,15 +249,18 @@ def _result(cfg, trainer, times, *, warmup: int, synthetic: bool) -> PerfResult:
         scale=cfg.scale,
         device=name,
         world_size=world,
-        n_layers=trainer.model_cfg.n_layers,
+        n_layers=trainer.family.shape(trainer.model_cfg).n_layers,
         seq_len=t.seq_len,
         global_batch_size=t.global_batch_size,
         micro_batch_size=t.micro_batch_size,
-        data="synthetic tokens" if synthetic else "prepared data",
+        data=("synthetic latents" if trainer.family.name == "flux" else "synthetic tokens")
+        if synthetic
+        else "prepared data",
         step_times_s=[round(x, 4) for x in times],
         warmup_steps=warmup,
         median_step_s=median,
         min_step_s=min(measured),
+        samples_per_s=t.global_batch_size / median,
         tokens_per_s=tokens_per_s,
         tokens_per_s_per_gpu=tokens_per_s / world,
         model_tflops_per_gpu=tflops,
@@ -234,7 +287,8 @@ def describe_features(cfg: Config) -> str:
         parts.append(f"float8 frozen base ({par.float8})")
     elif par.float8 != "none":
         parts.append(f"float8 {par.float8}")
-    parts.append("chunked CE" if cfg.chunked_cross_entropy else "plain CE")
+    if isinstance(get_benchmark(cfg.benchmark).task, CausalLMTask):  # a loss over a vocabulary
+        parts.append("chunked CE" if cfg.chunked_cross_entropy else "plain CE")
     return ", ".join(parts)
 
 

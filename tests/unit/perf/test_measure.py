@@ -20,3 +20,23 @@ def test_features_in_words() -> None:
         ["parallel.compile=true", "parallel.float8=tensorwise", "parallel.cp=2"],
     )
     assert describe_features(cfg) == "cp 2, AC none, compile, float8 tensorwise, chunked CE"
+
+
+def test_synthetic_latents_feed_the_flux_task() -> None:
+    import torch
+
+    from trainperf.models.flux.model import Flux, get_flux_config
+    from trainperf.perf.measure import SyntheticLatents
+    from trainperf.train.tasks import FlowMatchingTask, StepLayout
+
+    cfg = get_flux_config("flux-tiny")
+    data = SyntheticLatents(cfg, eval_samples=8)
+    batch = data.train_batch([1, 2, 1 + SyntheticLatents.POOL])
+    assert batch["mean"].shape == (3, 16, 8, 8) and batch["t5"].shape == (3, 8, 32)
+    assert torch.equal(batch["t5"][0], batch["t5"][2])  # the pool serves every index
+    model = Flux(cfg)
+    model.init_weights()
+    loss, count = FlowMatchingTask().loss_terms(model, batch, StepLayout(torch.float32))
+    assert count.item() == 3 and loss.item() > 0
+    flux = get_default_config("flux1", "proxy")
+    assert describe_features(flux) == "AC none"  # no cross entropy in a flow-matching loss
