@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# [flux1] speed: trainperf and the peer (diffusers FluxTransformer2DModel) in the same device
+# call, one H200, the peer's flux-proxy shapes (6 double + 12 single blocks, 3.79 B parameters,
+# 256 x 256 images = 256 image + 256 text tokens, batch 16, fp32 weights + bf16 compute).
+# Usage (repo root; .whl/ with the mlperf-logging, torchao, diffusers and pytest wheels;
+# .peer/peer_bench.py = ../shared/tools/peer_bench.py):
+#   bash bench/gpu_flux.sh proxy    # nvidia-h200: peer with and without AC, ours eager, compiled,
+#                                   #   compiled + float8 (tensorwise, rowwise)
+#   bash bench/gpu_flux.sh small    # nvidia-h200: `trainperf run flux1 --scale small` to its target
+# Every trainperf run uses train.seed=1234 (same initial weights and batches across variants).
+source bench/device_env.sh
+perf() {  # name, timeout, trainperf perf arguments...
+  local name=$1 limit=$2; shift 2
+  run "$name" "$limit" python3 -m trainperf perf flux1 --preset 1gpu --json "$@" train.seed=1234
+}
+case "${1:?which group: proxy or small}" in
+proxy)
+  # the peer: PEER_SDPA=flash, as its baseline was measured (cuDNN SDPA's backward fails there)
+  PEER_SDPA=flash run peer_flux_noac 240 python3 .peer/peer_bench.py hf-flux --size flux-proxy --batch 16 --no-ac
+  PEER_SDPA=flash run peer_flux_ac 240 python3 .peer/peer_bench.py hf-flux --size flux-proxy --batch 16
+  perf ours_flux_eager 200 --steps 6 --warmup 2
+  perf ours_flux_compile 300 --steps 6 --warmup 3 parallel.compile=true
+  perf ours_flux_compile_fp8tw 300 --steps 6 --warmup 3 parallel.compile=true parallel.float8=tensorwise
+  perf ours_flux_compile_fp8rw 300 --steps 6 --warmup 3 parallel.compile=true parallel.float8=rowwise
+  ;;
+small)
+  run ours_flux_small_run 540 python3 -m trainperf run flux1 --scale small train.seed=1234
+  cp -r results "$OUT/results_small" 2>/dev/null
+  ;;
+esac
+finish
