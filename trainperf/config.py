@@ -257,8 +257,10 @@ class ParallelConfig:
 class DataConfig:
     source: str = "c4"
     """'c4' (Megatron .bin/.idx files of the MLPerf preprocessed C4), 'govreport' (the MLPerf
-    GovReport parquet or .npy files of llama2_70b_lora) or 'builtin' (built locally from the
-    Python standard library, no download: a text corpus, or code -> docstring pairs for LoRA)."""
+    GovReport parquet or .npy files of llama2_70b_lora), 'cc12m' (flux1: the MLPerf preprocessed
+    CC12M and COCO Arrow sets of T5/CLIP/VAE encodings) or 'builtin' (built locally, no download:
+    a text corpus from the Python standard library, code -> docstring pairs for LoRA, or a
+    synthetic set of encodings for flux1)."""
     data_dir: str | None = None
     """Folder with the prepared data; None uses the cache folder (see ``trainperf list``)."""
     vocab_size: int = 2048

@@ -16,7 +16,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Make a benchmark's data ready. Reduced scales build theirs offline. "
         "llama2_70b_lora at full scale downloads GovReport and Llama-2-70B through the Hugging "
         "Face Hub into DATA_DIR/scrolls_gov_report_8k and DATA_DIR/model (set HF_TOKEN; reruns "
-        "resume) and verifies them.",
+        "resume) and verifies them. flux1 at full scale downloads the MLPerf preprocessed "
+        "CC12M, COCO and empty encodings (~2.5 TB) into DATA_DIR/cc12m_preprocessed, "
+        "coco_preprocessed and empty_encodings.",
     )
     p.add_argument("benchmark", nargs="?", default=DEFAULT_BENCHMARK)
     add_bench_args(p)
@@ -33,7 +35,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         metavar="DIR",
         help="with --raw-c4: Hugging Face tokenizer folder (default: download the MLPerf one)",
     )
-    p.add_argument("--dataset-uri", help="MLCommons .uri of the dataset (default: the rules')")
+    p.add_argument(
+        "--raw",
+        metavar="DIR",
+        help="flux1: encode raw images and captions (not implemented; the default downloads the "
+        "MLPerf preprocessed encodings)",
+    )
+    p.add_argument(
+        "--dataset-uri",
+        help="MLCommons .uri of the dataset (default: the rules'); flux1: any of its three, the "
+        "others are read beside it",
+    )
     p.add_argument("--tokenizer-uri", help="MLCommons .uri of the tokenizer (default: the rules')")
     p.add_argument("--workers", type=int, default=8, help="parallel downloads (default 8)")
 
@@ -53,6 +65,7 @@ def cmd(args: argparse.Namespace) -> int:
         skip_model=args.skip_model,
         raw_c4=Path(args.raw_c4) if args.raw_c4 else None,
         tokenizer=Path(args.tokenizer) if args.tokenizer else None,
+        raw_images=Path(args.raw) if args.raw else None,
         dataset_uri=args.dataset_uri,
         tokenizer_uri=args.tokenizer_uri,
         workers=args.workers,

@@ -39,6 +39,10 @@ class BenchmarkData(Protocol):
 
     def eval_batch(self, indices: Sequence[int]) -> Any: ...
 
+    def begin_eval(self) -> None:
+        """Called before each evaluation pass (flux1 draws fresh evaluation noise per pass)."""
+        ...
+
 
 def _split(batch: torch.Tensor) -> Batch:
     return batch[:, :-1], batch[:, 1:]
@@ -77,6 +81,9 @@ class PretrainData:
         from trainperf.data.gpt_dataset import get_batch
 
         return _split(self._checked(get_batch(self.eval, indices), self.eval.dataset))
+
+    def begin_eval(self) -> None:
+        """Nothing: every evaluation reads the same fixed windows."""
 
     def _checked(self, batch: torch.Tensor, source: IndexedDataset) -> torch.Tensor:
         # On the CPU batch, before it reaches the embedding (where it would be a device assert).
@@ -121,6 +128,9 @@ class FinetuneData:
         from trainperf.data import govreport
 
         return govreport.get_batch(self.eval, list(indices), seq_len=self.seq_len)
+
+    def begin_eval(self) -> None:
+        """Nothing: every evaluation reads the same fixed windows."""
 
 
 def read_pretraining(cfg: Config, paths: DataPaths, model_cfg: Any) -> BenchmarkData:

@@ -295,6 +295,7 @@ class Trainer:
         (a rank with nothing left runs one on a sample it then ignores), as FSDP's collectives
         need.
         """
+        self.data.begin_eval()
         self.model.eval()
         n, world, bs = self.data.eval_size, self.dp_ranks, self.cfg.train.eval_batch_size
         mine = list(range(self.dp_rank, n, world))  # the ranks of a cp x tp group share them
