@@ -1,0 +1,36 @@
+"""Requests that cannot work are refused by the real CLI before any model is built: one
+message with the numbers and the fix, exit status 2, no traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def _refused(proc) -> str:
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.startswith("error: ") and proc.stderr.count("error:") == 1, proc.stderr
+    return " ".join(proc.stderr.split())
+
+
+@pytest.mark.parametrize("command", ["run", "perf"])
+def test_tensor_parallel_beyond_the_ranks_is_refused(command, tmp_path: Path, trainperf) -> None:
+    extra = ["--results", str(tmp_path)] if command == "run" else []
+    err = _refused(trainperf(command, "parallel.tp=2", *extra))
+    assert "parallel.tp(2) needs 2 ranks, and this run has 1" in err and "--nproc 2" in err
+    assert not list(tmp_path.iterdir())
+
+
+def test_tensor_parallel_that_does_not_divide_the_heads_is_refused(trainperf) -> None:
+    err = _refused(trainperf("run", "--no-progress", "parallel.tp=3", "--nproc", "3"))
+    assert "tp(3) must divide n_heads(4); try tp in {1, 2}" in err
+
+
+@pytest.mark.parametrize("command", ["run", "perf"])
+def test_a_model_too_big_for_the_machine_is_refused(command, trainperf) -> None:
+    err = _refused(trainperf(command, "llama31_405b", "--scale", "full", "train.device=cpu"))
+    assert "llama31_405b at scale full does not fit: it needs ~" in err
+    assert "GiB for 1 CPU rank(s)" in err and "this machine's available RAM is" in err
+    assert "--scale tiny" in err and "TRAINPERF_SKIP_MEMORY_CHECK=1" in err
