@@ -50,6 +50,19 @@ def print_rows(title: str, columns: list[str], rows: list[list[str]], *, out: Co
             out.print(fold(f"  {name}: {value}", "    "), markup=False)
 
 
+def add_items_arg(p: argparse.ArgumentParser) -> None:
+    """The positional ``[BENCHMARK] [section.key=value ...]`` of run, perf and doctor, with a
+    usage line that says so (argparse alone writes ``[[BENCHMARK] [...] ...]``)."""
+    p.usage = "%(prog)s [BENCHMARK] [section.key=value ...] [options]"
+    p.add_argument(
+        "items",
+        nargs="*",
+        metavar="BENCHMARK",
+        help=f"a benchmark of `trainperf list` (default {DEFAULT_BENCHMARK}), then any "
+        "section.key=value overrides of its config (e.g. train.lr=3e-3), also after the options",
+    )
+
+
 def add_bench_args(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--scale",
