@@ -62,8 +62,10 @@ def launch_run(
 ) -> RunResult | int:
     """Run the benchmark of `cfg` as `request` asks: the ``RunResult`` of a run made in this
     process on rank 0 (the caller renders it), else the exit status."""
-    if request.nproc < 1:
-        raise ValueError(f"--nproc({request.nproc}) must be >= 1")
+    counts = {"--nproc": request.nproc, "--nnodes": request.nnodes, "--nodes": request.slurm.nodes}
+    for flag, count in counts.items():
+        if count < 1:
+            raise ValueError(f"{flag}({count}) must be >= 1")
     torchrun = launched_by_torchrun()
     nodes = request.slurm.nodes if request.slurm.launcher == "slurm" else request.nnodes
     # before any process starts; a Slurm submission runs on a login node: its layout only
