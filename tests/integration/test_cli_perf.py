@@ -25,7 +25,21 @@ def test_perf_json_llama31_8b_proxy(trainperf):
 def test_perf_lora_table(trainperf):
     proc = trainperf("perf", "llama2_70b_lora", "--steps", "1", "--warmup", "0", check=True)
     assert "trainperf perf llama2_70b_lora (tiny, synthetic tokens)" in proc.stdout
-    assert "n/a (LoRA)" in proc.stdout and "tokens/s/GPU" in proc.stdout
+    assert "n/a (LoRA)" in proc.stdout and "tokens/s/rank" in proc.stdout  # CPU: no GPU
+
+
+def test_perf_on_cpu_says_rank_and_shows_its_small_rate(trainperf):
+    proc = trainperf("perf", "--steps", "1", "--warmup", "0", "--layers", "1", check=True)
+    assert "GPU" not in proc.stdout, proc.stdout
+    (line,) = [line for line in proc.stdout.splitlines() if "model TFLOP/s/rank" in line]
+    assert float(line.split("│")[-2]) > 0  # three significant digits, not "0.0"
+
+
+@pytest.mark.parametrize("command", ["run", "perf", "doctor"])
+def test_usage_names_the_positionals_once(trainperf, command):
+    proc = trainperf(command, "--help", check=True)
+    usage = f"usage: trainperf {command} [BENCHMARK] [section.key=value ...] [options]"
+    assert proc.stdout.startswith(usage) and "[[" not in proc.stdout
 
 
 def test_perf_profile_writes_trace_and_summary(trainperf, tmp_path):

@@ -161,3 +161,17 @@ def test_run_set_through_sbatch(trainperf, mllog, cluster, tmp_path, monkeypatch
         assert next(r["value"] for r in records if r["key"] == "seed") == seed
     assert job in (results / "slurm" / "jobs.txt").read_text()
     assert not canary.exists()
+
+
+def test_a_cpu_cluster_gets_a_job_without_gpus(trainperf, cluster, tmp_path, monkeypatch) -> None:
+    """train.device=auto (the tiny scale's default) on a partition without GPU gres: the job
+    asks for none (sbatch would refuse --gpus-per-node there), and its script says why."""
+    monkeypatch.setenv("SLURM_CONF", cluster["SLURM_CONF"])
+    args = ["run", "llama31_8b", "--scale", "tiny", "--nexp", "2", "--launcher", "slurm",
+            "--results", str(tmp_path / "runs")]  # fmt: skip
+    dry = trainperf(*args, "--dry-run", check=True)
+    assert "--gpus-per-node" not in dry.stdout
+    assert "# no GPUs requested: the default partition has gres (null) (sinfo -o %G)" in dry.stdout
+    proc = trainperf(*args, check=True)
+    job = re.search(r"submitted Slurm job (\d+)", proc.stdout).group(1)
+    subprocess.run(["scancel", job], env=cluster, check=True)

@@ -4,9 +4,12 @@ of several subcommands, and the run config that ``run``, ``perf`` and ``doctor``
 from __future__ import annotations
 
 import argparse
+import textwrap
 from pathlib import Path
 
 from rich.console import Console
+from rich.measure import Measurement
+from rich.table import Table
 
 from trainperf.benchmarks import DEFAULT_BENCHMARK, DEFAULT_SCALE, get_default_config
 from trainperf.config import Config, apply_overrides
@@ -22,6 +25,42 @@ stdout = Console(highlight=False, soft_wrap=True)
 def plain(line: str) -> None:
     """A line of data on stdout, printed as it is (no rich markup)."""
     stdout.print(line, markup=False)
+
+
+def print_rows(title: str, columns: list[str], rows: list[list[str]], *, out: Console) -> None:
+    """A table of `rows` on `out` when it fits the console's width; else each row stacked as a
+    block (its first cell, then one "column: value" line per other cell, folded at the width),
+    so that a narrow terminal cuts nothing."""
+    table = Table(title=title)
+    for name in columns:
+        table.add_column(name, overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    if Measurement.get(out, out.options.update_width(10_000), table).maximum <= out.width:
+        out.print(table)
+        return
+
+    def fold(line: str, indent: str) -> str:
+        return textwrap.fill(line, out.width, subsequent_indent=indent, break_on_hyphens=False)
+
+    out.print(fold(title, ""), markup=False, style="italic")
+    for first, *rest in rows:
+        out.print(fold(first, "  "), markup=False, style="bold")
+        for name, value in zip(columns[1:], rest, strict=True):
+            out.print(fold(f"  {name}: {value}", "    "), markup=False)
+
+
+def add_items_arg(p: argparse.ArgumentParser) -> None:
+    """The positional ``[BENCHMARK] [section.key=value ...]`` of run, perf and doctor, with a
+    usage line that says so (argparse alone writes ``[[BENCHMARK] [...] ...]``)."""
+    p.usage = "%(prog)s [BENCHMARK] [section.key=value ...] [options]"
+    p.add_argument(
+        "items",
+        nargs="*",
+        metavar="BENCHMARK",
+        help=f"a benchmark of `trainperf list` (default {DEFAULT_BENCHMARK}), then any "
+        "section.key=value overrides of its config (e.g. train.lr=3e-3), also after the options",
+    )
 
 
 def add_bench_args(p: argparse.ArgumentParser) -> None:

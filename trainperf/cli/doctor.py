@@ -9,6 +9,7 @@ from pathlib import Path
 
 from trainperf.cli.common import (
     add_bench_args,
+    add_items_arg,
     add_slurm_args,
     console,
     resolve_run_config,
@@ -33,7 +34,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "2 for bad input (unknown benchmark or scale, bad override, --nproc above the GPUs); a "
         "--data-dir that does not exist is a failed check, not bad input.",
     )
-    p.add_argument("items", nargs="*", metavar="[BENCHMARK] [section.key=value ...]")
+    add_items_arg(p)
     add_bench_args(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument(

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from rich.table import Table
 
-from trainperf.cli.common import benchmark_of, console, resolve_run_config, stdout
+from trainperf.cli.common import add_items_arg, benchmark_of, console, resolve_run_config, stdout
 
 if TYPE_CHECKING:
     from trainperf.benchmarks.spec import PerfPreset
@@ -27,7 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "to train from the RCP mean samples. Proxy configurations: --layers, --gbs. Extra "
         "section.key=value arguments override the config (default model.checkpoint=random).",
     )
-    p.add_argument("items", nargs="*", metavar="[BENCHMARK] [section.key=value ...]")
+    add_items_arg(p)
     p.add_argument(
         "--scale", help="full | small | tiny (default: full on a GPU machine, tiny on CPU)"
     )
@@ -105,6 +105,7 @@ def _render(r: PerfResult, *, as_json: bool) -> None:
     table = Table(title=f"trainperf perf {r.benchmark} ({r.scale}, {r.data})")
     table.add_column("figure")
     table.add_column("value", justify="right")
+    per = "rank" if r.device == "cpu" else "GPU"  # a CPU run's ranks share the processor
     rows = [
         ("device", f"{r.world_size} x {r.device}"),
         ("features", r.features),
@@ -112,9 +113,9 @@ def _render(r: PerfResult, *, as_json: bool) -> None:
          f"{r.n_layers} / {r.seq_len} / {r.global_batch_size} / {r.micro_batch_size}"),
         ("step time (median, min)", f"{r.median_step_s:.3f} s, {r.min_step_s:.3f} s"),
         ("tokens/s", f"{r.tokens_per_s:,.0f}"),
-        ("tokens/s/GPU", f"{r.tokens_per_s_per_gpu:,.0f}"),
-        ("model TFLOP/s/GPU", "n/a (LoRA)" if r.model_tflops_per_gpu is None
-         else f"{r.model_tflops_per_gpu:,.1f}"),
+        (f"tokens/s/{per}", f"{r.tokens_per_s_per_gpu:,.0f}"),
+        (f"model TFLOP/s/{per}", "n/a (LoRA)" if r.model_tflops_per_gpu is None
+         else _tflops(r.model_tflops_per_gpu)),
         ("MFU (dense bf16 peak)", "n/a" if r.mfu is None else f"{100 * r.mfu:.1f}%"),
         ("peak memory (rank 0)", "n/a" if r.peak_memory_gib is None
          else f"{r.peak_memory_gib:.2f} GiB"),
@@ -132,3 +133,9 @@ def _render(r: PerfResult, *, as_json: bool) -> None:
 
         summary = ProfileSummary(**{k: v for k, v in r.profile.items() if k != "gpu_busy_fraction"})
         stdout.print("\n".join(summary.lines()), markup=False, highlight=False)
+
+
+def _tflops(value: float) -> str:
+    """TFLOP/s with one decimal, or three significant digits below 10 (a CPU's 0.00412, not
+    0.0)."""
+    return f"{value:,.1f}" if value >= 10 else f"{value:.3g}"

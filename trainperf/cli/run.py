@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 from trainperf.cli.common import (
     add_bench_args,
+    add_items_arg,
     add_slurm_args,
     console,
     resolve_run_config,
@@ -27,7 +28,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "quality target, writing result_<i>.txt MLLOG files into --results. Extra arguments "
         "section.key=value override the config (e.g. train.lr=3e-3 train.max_steps=800).",
     )
-    p.add_argument("items", nargs="*", metavar="[BENCHMARK] [section.key=value ...]")
+    add_items_arg(p)
     add_bench_args(p)
     p.add_argument(
         "--seed",

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
-from trainperf.cli.common import stdout
+from trainperf.cli.common import print_rows, stdout
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -25,19 +23,19 @@ def cmd(args: argparse.Namespace) -> int:
     from trainperf.launch.systems import system_fits
 
     cfg = get_default_config(args.benchmark, args.scale)
-    table = Table(title=f"trainperf systems: layout for {args.benchmark} ({args.scale})")
-    for col in ("system", "GPUs", "GiB/GPU", "description", "layout", "estimate"):
-        table.add_column(col)
+    title = f"trainperf systems: layout for {args.benchmark} ({args.scale})"
+    columns = ["system", "GPUs", "GiB/GPU", "description", "layout", "estimate"]
+    rows = []
     for fit in system_fits(cfg):
         system, estimate = fit.system, fit.estimate
         layout = " ".join(fit.pick.overrides) if fit.pick else "does not fit"
-        table.add_row(
+        rows.append([
             system.name,
             f"{system.nodes}x{system.gpus_per_node}",
             f"{system.memory_gib:.0f}" if system.memory_gib else "-",
             system.description,
             layout if system.memory_gib else "(defaults)",
             f"~{estimate.total_gib:.0f} GiB" if estimate and system.memory_gib else "-",
-        )
-    stdout.print(table)
+        ])  # fmt: skip
+    print_rows(title, columns, rows, out=stdout)
     return 0

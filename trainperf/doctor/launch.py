@@ -22,6 +22,7 @@ from trainperf.launch.runset import wait_for_run
 from trainperf.launch.slurm import (
     SLURM_OPTIONS,
     SlurmRequest,
+    gpu_request,
     job_head_node,
     print_docker_command,
     render_or_submit,
@@ -190,7 +191,8 @@ def _in_slurm(
 ) -> DoctorReport | int:
     """--launcher slurm: submit an sbatch job; inside it, one srun step of torchrun per node
     runs the ranks, and the first node prints rank 0's report into the job's output."""
-    gpus = opts.cfg.train.device != "cpu"
+    cfg = opts.cfg
+    gpus = gpu_request(device=cfg.train.device, scale=cfg.scale, partition=request.slurm.partition)
     sopts = slurm_options(
         request.slurm, gpus_per_node=opts.nproc, gpus=gpus, job_name="trainperf-doctor"
     )

@@ -8,6 +8,7 @@ the caller to render.
 
 from __future__ import annotations
 
+import os
 import signal
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import TYPE_CHECKING
 from rich.console import Console
 
 from trainperf.config import Config
+from trainperf.launch.preflight import check_layout
 from trainperf.launch.prepare import prepare_run
 from trainperf.launch.runset import run_set
 from trainperf.launch.slurm import SlurmRequest
@@ -60,9 +62,14 @@ def launch_run(
 ) -> RunResult | int:
     """Run the benchmark of `cfg` as `request` asks: the ``RunResult`` of a run made in this
     process on rank 0 (the caller renders it), else the exit status."""
-    if request.nproc < 1:
-        raise ValueError(f"--nproc({request.nproc}) must be >= 1")
+    counts = {"--nproc": request.nproc, "--nnodes": request.nnodes, "--nodes": request.slurm.nodes}
+    for flag, count in counts.items():
+        if count < 1:
+            raise ValueError(f"{flag}({count}) must be >= 1")
     torchrun = launched_by_torchrun()
+    nodes = request.slurm.nodes if request.slurm.launcher == "slurm" else request.nnodes
+    # before any process starts; a Slurm submission runs on a login node: its layout only
+    preflight(cfg, nproc=request.nproc, nodes=nodes, memory=not request.slurm.submits)
     if request.slurm.submits:
         return submit_run(cfg, request, out=out)
     if request.slurm.in_slurm_job:
@@ -92,6 +99,15 @@ def launch_run(
             rdzv_id=request.rdzv_id,
         )
     return run_here(cfg, index=request.run_index, progress=request.progress, console=console)
+
+
+def preflight(cfg: Config, *, nproc: int, nodes: int, memory: bool = True) -> None:
+    """``check_layout`` for `nproc` ranks on each of `nodes` machines. Under torchrun, the
+    layout for its world only: the process that started torchrun checked the memory."""
+    if launched_by_torchrun():
+        check_layout(cfg, world=int(os.environ["WORLD_SIZE"]), local_ranks=1, memory=False)
+        return
+    check_layout(cfg, world=nproc * nodes, local_ranks=nproc, memory=memory)
 
 
 def run_here(
@@ -150,6 +166,9 @@ def launch_perf(cfg: Config, request: PerfRequest, *, console: Console) -> PerfR
     from trainperf.benchmarks import get_benchmark
     from trainperf.perf.measure import measure
 
+    if request.nproc < 1:
+        raise ValueError(f"--nproc({request.nproc}) must be >= 1")
+    preflight(cfg, nproc=request.nproc, nodes=1)
     if request.nproc > 1 and not launched_by_torchrun():
         return relaunch_with_torchrun(request.argv, request.nproc, console=console)
     env = init_distributed(

@@ -84,6 +84,8 @@ class SlurmOptions:
     """Ranks per node (torchrun --nproc-per-node); GPUs asked per node when `gpus` is set."""
     gpus: bool = True
     """Ask Slurm for GPUs (--gpus-per-node); false on CPU clusters (the tiny scale, tests)."""
+    gpus_reason: str = ""
+    """Why GPUs are or are not asked for (`gpu_request`), a comment line of the script."""
     time_limit: str = "04:00:00"
     partition: str | None = None
     account: str | None = None
@@ -115,15 +117,67 @@ class SlurmOptions:
                 raise ValueError(f"--container-mounts {mount!r} must be SRC:DST[:FLAGS]")
 
 
+@dataclass(frozen=True)
+class GpuRequest:
+    """Whether a job asks Slurm for GPUs, and why (a comment line of the script)."""
+
+    gpus: bool
+    reason: str
+
+
+def partition_gres(partition: str | None) -> list[str] | None:
+    """The generic resources (``sinfo -o %G``: 'gpu:h100:8', '(null)') of the nodes of
+    `partition` (None: the default one, marked * by sinfo); None when sinfo cannot tell (no
+    Slurm here, the controller unreachable, no such partition)."""
+    try:
+        proc = subprocess.run(["sinfo", "-h", "-o", "%P %G"], capture_output=True, text=True,
+                              timeout=15)  # fmt: skip
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode != 0:
+        return None
+    gres = []
+    for line in proc.stdout.splitlines():
+        name, _, value = line.strip().partition(" ")
+        if name == partition or (partition is None and name.endswith("*")):
+            gres.append(value.strip())
+    return gres or None
+
+
+def gpu_request(*, device: str, scale: str, partition: str | None) -> GpuRequest:
+    """GPUs for a job whose ranks use train.device `device`: cpu never, cuda always; auto
+    (CUDA where the node has it) as the partition's gres say, and when sinfo cannot tell,
+    for every scale but tiny (which trains on CPU in minutes)."""
+    if device == "cpu":
+        return GpuRequest(False, "no GPUs requested: train.device=cpu")
+    if device != "auto":
+        return GpuRequest(True, f"GPUs requested: train.device={device}")
+    where = f"partition {partition}" if partition else "the default partition"
+    gres = partition_gres(partition)
+    if gres is not None:
+        has = any(g.startswith("gpu") or ",gpu" in g for g in gres)
+        said = f"{where} has gres {', '.join(sorted(set(gres)))} (sinfo -o %G)"
+        if has:
+            return GpuRequest(True, f"GPUs requested: {said}")
+        return GpuRequest(False, f"no GPUs requested: {said}; the ranks train on CPU")
+    if scale == "tiny":
+        return GpuRequest(False, "no GPUs requested: the tiny scale with train.device=auto and "
+                          f"sinfo could not say what {where} has; train.device=cuda asks for "
+                          "them")  # fmt: skip
+    return GpuRequest(True, f"GPUs requested: the {scale} scale (sinfo could not say what "
+                      f"{where} has; train.device=cpu asks for none)")  # fmt: skip
+
+
 def slurm_options(
-    request: SlurmRequest, *, gpus_per_node: int, gpus: bool, job_name: str
+    request: SlurmRequest, *, gpus_per_node: int, gpus: GpuRequest, job_name: str
 ) -> SlurmOptions:
     """The job of `request` with ``gpus_per_node`` ranks per node (python3 in a container)."""
     container = request.container
     return SlurmOptions(
         nodes=request.nodes,
         gpus_per_node=gpus_per_node,
-        gpus=gpus,
+        gpus=gpus.gpus,
+        gpus_reason=gpus.reason,
         time_limit=request.time_limit,
         partition=request.partition,
         account=request.account,
@@ -144,6 +198,8 @@ def render_sbatch(opts: SlurmOptions, trainperf_args: list[str]) -> str:
     for flag, value in (("partition", opts.partition), ("account", opts.account)):
         if value:
             lines.append(f"#SBATCH --{flag}={value}")  # checked: a Slurm name, no blanks
+    if opts.gpus_reason:  # after the #SBATCH lines: sbatch stops reading them at a command
+        lines.append(f"# {opts.gpus_reason}")
     # sbatch reads #SBATCH lines itself (no shell): a path with spaces cannot be written there,
     # so the output file is given on the sbatch command line instead (see `submit`).
     lines += [

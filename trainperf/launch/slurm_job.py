@@ -15,6 +15,7 @@ from trainperf.launch.runset import SET_OPTIONS, plan_run_set, run_set, wait_for
 from trainperf.launch.slurm import (
     SLURM_OPTIONS,
     SlurmOptions,
+    gpu_request,
     job_head_node,
     print_docker_command,
     render_or_submit,
@@ -28,11 +29,13 @@ if TYPE_CHECKING:
 
 
 def run_options(cfg: Config, request: RunRequest) -> SlurmOptions:
-    """The job of a run: ``--nproc`` ranks on each of ``--nodes`` nodes, GPUs unless on CPU."""
+    """The job of a run: ``--nproc`` ranks on each of ``--nodes`` nodes, with GPUs when its
+    ranks will use them (``gpu_request``)."""
+    gpus = gpu_request(device=cfg.train.device, scale=cfg.scale, partition=request.slurm.partition)
     return slurm_options(
         request.slurm,
         gpus_per_node=request.nproc,
-        gpus=cfg.train.device != "cpu",
+        gpus=gpus,
         job_name=f"trainperf-{cfg.benchmark}",
     )
 

@@ -60,10 +60,14 @@ class MemoryEstimate:
         )  # fmt: skip
 
     def describe(self) -> str:
+        return f"~{self.total_gib:.0f} GiB/GPU ({self.parts()})"
+
+    def parts(self) -> str:
+        """The GiB of each part: 'weights 1.0, gradients + optimizer 3.0, ...'."""
         return (
-            f"~{self.total_gib:.0f} GiB/GPU (weights {self.weights_gib:.1f}, gradients + "
-            f"optimizer {self.optimizer_gib:.1f}, activations {self.activations_gib:.1f}, loss "
-            f"{self.loss_gib:.1f}, other {self.other_gib:.1f})"
+            f"weights {self.weights_gib:.1f}, gradients + optimizer {self.optimizer_gib:.1f}, "
+            f"activations {self.activations_gib:.1f}, loss {self.loss_gib:.1f}, other "
+            f"{self.other_gib:.1f}"
         )
 
 

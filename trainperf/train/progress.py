@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
 
 def _fmt_eta(seconds: float | None) -> str:
@@ -14,6 +16,41 @@ def _fmt_eta(seconds: float | None) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+WIDE = 132
+"""Consoles at least this wide show the live display on one line, narrower ones on two."""
+
+
+class _TwoLineProgress(Progress):
+    """The bar and the samples on a first line, the figures below: fits 80 columns."""
+
+    def get_renderables(self) -> Iterable[RenderableType]:
+        yield self.make_tasks_table(self.tasks)
+        for task in self.tasks:
+            f, elapsed = task.fields, _fmt_eta(task.elapsed)
+            yield Text(
+                f"  loss {f['loss']} eval {f['eval']} {f['rate']} ETA {f['eta']} elapsed {elapsed}",
+                overflow="fold",
+            )
+
+
+def _progress_for(console: Console, *, disable: bool) -> Progress:
+    """One line of columns on a wide console; two (`_TwoLineProgress`) on a narrower one."""
+    head = (TextColumn("[bold]{task.description}"), BarColumn(bar_width=16),
+            TextColumn("{task.fields[samples]}"))  # fmt: skip
+    if console.width < WIDE:
+        return _TwoLineProgress(*head, console=console, disable=disable)
+    return Progress(
+        *head,
+        TextColumn("loss {task.fields[loss]}"),
+        TextColumn("eval {task.fields[eval]}"),
+        TextColumn("{task.fields[rate]}"),
+        TextColumn("ETA {task.fields[eta]}"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=disable,
+    )
 
 
 class RunProgress:
@@ -40,18 +77,7 @@ class RunProgress:
         self.live = console.is_terminal
         self.evals: list[tuple[int, float]] = []
         self._t0 = time.perf_counter()
-        self._progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(bar_width=24),
-            TextColumn("{task.fields[samples]}"),
-            TextColumn("loss {task.fields[loss]}"),
-            TextColumn("eval {task.fields[eval]}"),
-            TextColumn("{task.fields[rate]}"),
-            TextColumn("ETA {task.fields[eta]}"),
-            TimeElapsedColumn(),
-            console=console,
-            disable=not self.live,
-        )
+        self._progress = _progress_for(console, disable=not self.live)
         self._task = self._progress.add_task(
             label, total=max_samples, samples="0", loss="-", eval="-", rate="-", eta="--:--"
         )

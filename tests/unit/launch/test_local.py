@@ -10,6 +10,7 @@ from trainperf.benchmarks import get_default_config
 from trainperf.config import apply_overrides
 from trainperf.launch import runset
 from trainperf.launch.local import RunRequest, launch_run
+from trainperf.launch.slurm import SlurmRequest
 
 QUIET = Console(quiet=True)
 
@@ -23,6 +24,8 @@ def _cfg(tmp_path: Path):
     ("request_", "message"),
     [
         (RunRequest(argv=["run"], nproc=0), r"--nproc\(0\) must be >= 1"),
+        (RunRequest(argv=["run"], nnodes=0), r"--nnodes\(0\) must be >= 1"),
+        (RunRequest(argv=["run"], slurm=SlurmRequest("slurm", nodes=0)), r"--nodes\(0\) must"),
         (RunRequest(argv=["run"], nexp=2, nnodes=2), "runs through Slurm"),
         (RunRequest(argv=["run"], nnodes=2), "needs --rdzv-endpoint"),
     ],

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from trainperf.launch import slurm
 from trainperf.launch.slurm import (
     SLURM_OPTIONS,
     SlurmOptions,
@@ -88,3 +89,36 @@ def test_launcher_options_are_stripped_from_the_steps() -> None:
     argv = ["run", "--launcher", "slurm", "--nodes=2", "--nproc", "8", "--time", "1:00:00",
             "--dry-run", "--results", "r", "--in-slurm-job", "x.y=1"]  # fmt: skip
     assert without_options(argv, SLURM_OPTIONS) == ["run", "--results", "r", "x.y=1"]
+
+
+@pytest.mark.parametrize(
+    ("device", "scale", "gres", "gpus", "reason"),
+    [
+        ("cpu", "full", ["gpu:8"], False, "no GPUs requested: train.device=cpu"),
+        ("cuda", "tiny", None, True, "GPUs requested: train.device=cuda"),
+        ("auto", "tiny", ["(null)"], False, "partition cpu has gres (null) (sinfo -o %G); the"),
+        ("auto", "tiny", ["gpu:h100:8(S:0-1)"], True, "partition cpu has gres gpu:h100:8"),
+        ("auto", "tiny", None, False, "the tiny scale with train.device=auto and sinfo could"),
+        ("auto", "full", None, True, "GPUs requested: the full scale (sinfo could not say"),
+    ],
+)
+def test_gpus_are_requested_only_when_the_ranks_will_use_them(
+    monkeypatch, device, scale, gres, gpus, reason
+) -> None:
+    monkeypatch.setattr(slurm, "partition_gres", lambda partition: gres)
+    request = slurm.gpu_request(device=device, scale=scale, partition="cpu")
+    assert request.gpus is gpus and reason in request.reason
+    opts = SlurmOptions(gpus_per_node=2, gpus=request.gpus, gpus_reason=request.reason)
+    script = render_sbatch(opts, ["run"])
+    assert ("#SBATCH --gpus-per-node=2" in script) is gpus
+    assert f"# {request.reason}\n" in script
+
+
+def test_partition_gres_reads_sinfo(monkeypatch) -> None:
+    out = "debug* (null)\ngpu gpu:h100:8(S:0-1)\ngpu gpu:h100:4\n"
+    monkeypatch.setattr(
+        slurm.subprocess, "run", lambda *a, **k: subprocess.CompletedProcess(a, 0, out, "")
+    )
+    assert slurm.partition_gres(None) == ["(null)"]
+    assert slurm.partition_gres("gpu") == ["gpu:h100:8(S:0-1)", "gpu:h100:4"]
+    assert slurm.partition_gres("other") is None

@@ -6,7 +6,7 @@ from rich.console import Console
 
 from trainperf.benchmarks import get_default_config
 from trainperf.config import apply_overrides
-from trainperf.launch import slurm_job
+from trainperf.launch import slurm, slurm_job
 from trainperf.launch.local import RunRequest, launch_run
 from trainperf.launch.slurm import SlurmRequest
 
@@ -36,6 +36,7 @@ def test_one_run_is_one_srun_step_over_every_node(tmp_path: Path, monkeypatch) -
 def test_dry_run_prints_the_script_and_a_docker_runtime_the_command(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:
+    monkeypatch.setattr(slurm, "partition_gres", lambda partition: ["gpu:h100:8"])
     cfg = apply_overrides(get_default_config("llama31_8b", "tiny"),
                           [f"log.results_dir={tmp_path}"])  # fmt: skip
     argv = ["run", "--launcher", "slurm", "--dry-run", "--nproc", "2"]
