@@ -1,7 +1,9 @@
-"""Published MLPerf Training results for the Llama benchmarks, and a user's score beside them.
+"""Published MLPerf Training results for the Llama benchmarks and flux1, and a user's score beside
+them.
 
 The table is ``published_results.json`` (package data), re-scored from the rounds' result logs
-(training_results_v4.0 to v5.1; see its "description"). ``compare`` picks the rows of the same
+(training_results_v4.0 to v5.1, flux1 v5.1 only: ``tools/published_flux1.py``; see its
+"description"). ``compare`` picks the rows of the same
 benchmark, accelerator kind and accelerator count, or the nearest counts when there are none.
 """
 
@@ -32,7 +34,7 @@ __all__ = [
     "render_compare",
 ]
 
-BENCHMARKS = ("llama2_70b_lora", "llama31_8b", "llama31_405b")
+BENCHMARKS = ("llama2_70b_lora", "llama31_8b", "llama31_405b", "flux1")
 
 # Substring of a published accelerator name (lower case) -> kind; checked in this order, so that
 # "gb200" wins over "b200" and "h200-nvl" over "h200".
@@ -69,7 +71,8 @@ class PublishedResult:
     scaling_factor: float
     samples_per_s_per_gpu: float | None
     tokens_per_s_per_gpu: int | None
-    """Steady training throughput (evaluation excluded); None where the logs do not give it."""
+    """Steady training throughput (evaluation excluded); None where the logs do not give it, and
+    for flux1 (an image model: samples only)."""
 
 
 @dataclass(frozen=True)
