@@ -191,6 +191,13 @@ def comparison_to_dict(row: Comparison) -> dict[str, Any]:
     return {**vars(row.published), "ratio": row.ratio, "same_count": row.same_count}
 
 
+def _rate(row: PublishedResult, *, tokens: bool) -> str:
+    value = row.tokens_per_s_per_gpu if tokens else row.samples_per_s_per_gpu
+    if value is None:
+        return "-"
+    return f"{value:,}" if tokens else f"{value:.2f}"
+
+
 def render_compare(
     rows: list[Comparison],
     console: Console,
@@ -208,20 +215,22 @@ def render_compare(
     if score_minutes is not None:
         title += f" (yours: {score_minutes:.3f} min)"
     table = Table(title=escape(title))
-    for name in ("round", "submitter", "system", "GPUs", "score (min)", "tok/s/GPU", "yours / it"):
+    # tokens/s where the benchmark trains on tokens; samples/s for flux1 (images), which has none
+    tokens = any(r.published.tokens_per_s_per_gpu is not None for r in rows)
+    rate = "tok/s/GPU" if tokens else "samples/s/GPU"
+    for name in ("round", "submitter", "system", "GPUs", "score (min)", rate, "yours / it"):
         table.add_column(
             name, justify="left" if name in ("round", "submitter", "system") else "right"
         )
     for row in rows:
         p = row.published
-        tps = "-" if p.tokens_per_s_per_gpu is None else f"{p.tokens_per_s_per_gpu:,}"
         table.add_row(
             p.round,
             escape(p.submitter),
             escape(p.system),
             str(p.accelerators),
             f"{p.score_minutes:.3f}",
-            tps,
+            _rate(p, tokens=tokens),
             f"{row.ratio:.3f}",
         )
     console.print(table)
