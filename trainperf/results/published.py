@@ -1,7 +1,9 @@
-"""Published MLPerf Training results for the Llama benchmarks, and a user's score beside them.
+"""Published MLPerf Training results for the Llama benchmarks and flux1, and a user's score beside
+them.
 
 The table is ``published_results.json`` (package data), re-scored from the rounds' result logs
-(training_results_v4.0 to v5.1; see its "description"). ``compare`` picks the rows of the same
+(training_results_v4.0 to v5.1, flux1 v5.1 only: ``tools/published_flux1.py``; see its
+"description"). ``compare`` picks the rows of the same
 benchmark, accelerator kind and accelerator count, or the nearest counts when there are none.
 """
 
@@ -32,7 +34,7 @@ __all__ = [
     "render_compare",
 ]
 
-BENCHMARKS = ("llama2_70b_lora", "llama31_8b", "llama31_405b")
+BENCHMARKS = ("llama2_70b_lora", "llama31_8b", "llama31_405b", "flux1")
 
 # Substring of a published accelerator name (lower case) -> kind; checked in this order, so that
 # "gb200" wins over "b200" and "h200-nvl" over "h200".
@@ -69,7 +71,8 @@ class PublishedResult:
     scaling_factor: float
     samples_per_s_per_gpu: float | None
     tokens_per_s_per_gpu: int | None
-    """Steady training throughput (evaluation excluded); None where the logs do not give it."""
+    """Steady training throughput (evaluation excluded); None where the logs do not give it, and
+    for flux1 (an image model: samples only)."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +191,13 @@ def comparison_to_dict(row: Comparison) -> dict[str, Any]:
     return {**vars(row.published), "ratio": row.ratio, "same_count": row.same_count}
 
 
+def _rate(row: PublishedResult, *, tokens: bool) -> str:
+    value = row.tokens_per_s_per_gpu if tokens else row.samples_per_s_per_gpu
+    if value is None:
+        return "-"
+    return f"{value:,}" if tokens else f"{value:.2f}"
+
+
 def render_compare(
     rows: list[Comparison],
     console: Console,
@@ -205,20 +215,22 @@ def render_compare(
     if score_minutes is not None:
         title += f" (yours: {score_minutes:.3f} min)"
     table = Table(title=escape(title))
-    for name in ("round", "submitter", "system", "GPUs", "score (min)", "tok/s/GPU", "yours / it"):
+    # tokens/s where the benchmark trains on tokens; samples/s for flux1 (images), which has none
+    tokens = any(r.published.tokens_per_s_per_gpu is not None for r in rows)
+    rate = "tok/s/GPU" if tokens else "samples/s/GPU"
+    for name in ("round", "submitter", "system", "GPUs", "score (min)", rate, "yours / it"):
         table.add_column(
             name, justify="left" if name in ("round", "submitter", "system") else "right"
         )
     for row in rows:
         p = row.published
-        tps = "-" if p.tokens_per_s_per_gpu is None else f"{p.tokens_per_s_per_gpu:,}"
         table.add_row(
             p.round,
             escape(p.submitter),
             escape(p.system),
             str(p.accelerators),
             f"{p.score_minutes:.3f}",
-            tps,
+            _rate(p, tokens=tokens),
             f"{row.ratio:.3f}",
         )
     console.print(table)

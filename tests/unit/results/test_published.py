@@ -99,3 +99,45 @@ def test_compare_directory_scores_a_published_folder() -> None:
     dell = next(r for r in rows if r.published.system == "1xXE9680Lx8H200-SXM-141GB")
     assert (dell.published.round, dell.published.score_minutes) == ("v5.1", 23.527)
     assert dell.ratio == pytest.approx(1.0, abs=1e-4)
+
+
+FIXTURES = Path(__file__).resolve().parents[3].parent / "shared/fixtures/mlperf_results"
+NEBIUS_FLUX1 = FIXTURES / "training_results_v5.1/Nebius/results/nebius_b200_n4/flux1"
+
+
+def test_flux1_rows() -> None:
+    rows = [r for r in load_published() if r.benchmark == "flux1"]
+    assert len(rows) == 16 and {r.round for r in rows} == {"v5.1"}
+    assert {r.accelerator for r in rows} == {"b200", "gb200", "gb300"}
+    assert min(r.accelerators for r in rows) >= 16
+    assert all(r.tokens_per_s_per_gpu is None and r.samples_per_s_per_gpu for r in rows)
+    nebius = next(r for r in rows if r.submitter == "Nebius")
+    assert (nebius.system, nebius.accelerators, nebius.score_minutes) == (
+        "nebius_b200_n4",
+        32,
+        93.173,
+    )
+    path = FIXTURES / "expected_scores.json"
+    if path.is_file():
+        expected = json.loads(path.read_text())[str(NEBIUS_FLUX1.relative_to(FIXTURES))]
+        assert nebius.score_minutes == round(expected["score"], 3)
+        assert nebius.scaling_factor == pytest.approx(expected["scaling"])
+
+
+def test_compare_flux1_renders_samples_per_s() -> None:
+    rows = compare(100.0, benchmark="flux1", accelerator="b200", count=32)
+    assert [r.published.system for r in rows] == ["nebius_b200_n4", "hpg.dgxb200x8.n4"]
+    buf = io.StringIO()
+    render_compare(rows, Console(file=buf, width=200), score_minutes=100.0)
+    out = buf.getvalue()
+    assert "samples/s/GPU" in out and "tok/s/GPU" not in out and "1.073" in out
+
+
+@pytest.mark.skipif(not NEBIUS_FLUX1.is_dir(), reason="published flux1 fixture absent")
+def test_compare_directory_flux1() -> None:
+    result, rows = compare_directory(NEBIUS_FLUX1, accelerator="b200", count=32)
+    assert result.benchmark == "flux1" and round(result.score_minutes, 3) == 93.173
+    assert rows and all(r.published.benchmark == "flux1" for r in rows)
+    assert all(r.published.accelerator == "b200" and r.same_count for r in rows)
+    nebius = next(r for r in rows if r.published.submitter == "Nebius")
+    assert nebius.ratio == pytest.approx(1.0, abs=1e-5)
