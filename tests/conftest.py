@@ -94,13 +94,20 @@ TINY_SEEDS = (11, 22, 33)
 """Seeds of the llama31_8b tiny runs (result_0.txt .. result_2.txt)."""
 LORA_SEEDS = (1, 2)
 """Seeds of the llama2_70b_lora tiny runs (result_0.txt, result_1.txt)."""
+FLUX_SEEDS = (5,)
+"""Seed of the flux1 tiny run (result_0.txt)."""
 TRAINING_TIMEOUT_S = 3600
 PR_SET_PDEATHSIG = 1  # prctl(2)
 try:  # looked up here: a child between fork and exec should not load libraries
     _prctl = ctypes.CDLL(None, use_errno=True).prctl
 except (OSError, AttributeError):  # not Linux
     _prctl = None
-READERS = {"tiny_runs": ("tiny",), "lora_base": ("base",), "lora_runs": ("base", "lora")}
+READERS = {
+    "tiny_runs": ("tiny",),
+    "lora_base": ("base",),
+    "lora_runs": ("base", "lora"),
+    "flux_runs": ("flux",),
+}
 """Fixture -> the background jobs (by name prefix) it waits for."""
 
 
@@ -221,9 +228,13 @@ def die_with_parent() -> None:
 
 
 def training_jobs(root: Path, wanted: set[str]) -> list[Job]:
-    """The jobs of the wanted groups ('tiny', 'base', 'lora'), longest chain first."""
+    """The jobs of the wanted groups ('tiny', 'base', 'lora', 'flux'), longest chain first."""
     tiny, lora = root / "tiny" / "llama31_8b", root / "lora" / "llama2_70b_lora"
     jobs = []
+    if "flux" in wanted:
+        for i, seed in enumerate(FLUX_SEEDS):
+            args = ["run", "flux1", "--no-progress", "--results", str(root / "flux" / "flux1")]
+            jobs.append(Job(f"flux-{i}", [*args, "--seed", str(seed), "--run-index", str(i)]))
     if "base" in wanted:  # the LoRA base model: pretrained once, then cached in TRAINPERF_HOME
         jobs.append(Job("base", ["prepare", "llama2_70b_lora"]))
     if "tiny" in wanted:
@@ -244,7 +255,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
     def rank(item: pytest.Item) -> int:
         names = set(getattr(item, "fixturenames", ()))
-        return 2 if names & {"lora_base", "lora_runs"} else 1 if "tiny_runs" in names else 0
+        if names & {"lora_base", "lora_runs"}:
+            return 2
+        return 1 if names & {"tiny_runs", "flux_runs"} else 0
 
     items.sort(key=rank)  # stable: the order within each group stays
 
@@ -285,3 +298,10 @@ def lora_runs(trainings: Trainings, lora_base: None) -> Runs:
     """Two llama2_70b_lora runs at the tiny scale (seeds 1, 2), trained to the target."""
     trainings.wait("lora")
     return Runs(trainings.root / "lora" / "llama2_70b_lora", LORA_SEEDS)
+
+
+@pytest.fixture(scope="session")
+def flux_runs(trainings: Trainings) -> Runs:
+    """One flux1 run at the tiny scale (seed 5), trained to the target on generated latents."""
+    trainings.wait("flux")
+    return Runs(trainings.root / "flux" / "flux1", FLUX_SEEDS)

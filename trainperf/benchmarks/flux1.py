@@ -115,7 +115,7 @@ SCALES: dict[str, Scale] = {
         max_steps=1500,
         eval_every_samples=1024,
         eval_samples=256,
-        target=0.55,
+        target=0.85,
         data_source="builtin",
     ),
 }
