@@ -16,12 +16,22 @@ perf() {  # name, timeout, trainperf perf arguments...
 case "${1:?which group: proxy or small}" in
 proxy)
   # the peer: PEER_SDPA=flash, as its baseline was measured (cuDNN SDPA's backward fails there)
-  PEER_SDPA=flash run peer_flux_noac 240 python3 .peer/peer_bench.py hf-flux --size flux-proxy --batch 16 --no-ac
-  PEER_SDPA=flash run peer_flux_ac 240 python3 .peer/peer_bench.py hf-flux --size flux-proxy --batch 16
+  PEER_SDPA=flash run peer_flux_noac 240 torchrun --standalone --nproc-per-node 1 .peer/peer_bench.py hf-flux --size flux-proxy --batch 16 --no-ac
+  PEER_SDPA=flash run peer_flux_ac 240 torchrun --standalone --nproc-per-node 1 .peer/peer_bench.py hf-flux --size flux-proxy --batch 16
   perf ours_flux_eager 200 --steps 6 --warmup 2
   perf ours_flux_compile 300 --steps 6 --warmup 3 parallel.compile=true
   perf ours_flux_compile_fp8tw 300 --steps 6 --warmup 3 parallel.compile=true parallel.float8=tensorwise
   perf ours_flux_compile_fp8rw 300 --steps 6 --warmup 3 parallel.compile=true parallel.float8=rowwise
+  ;;
+proxy-small)  # the proxy group's peer and best variants, then the small scale's curve (no target)
+  PEER_SDPA=flash run peer_flux_noac 240 torchrun --standalone --nproc-per-node 1 .peer/peer_bench.py hf-flux --size flux-proxy --batch 16 --no-ac
+  PEER_SDPA=flash run peer_flux_ac 240 torchrun --standalone --nproc-per-node 1 .peer/peer_bench.py hf-flux --size flux-proxy --batch 16
+  perf ours_flux_eager 200 --steps 6 --warmup 2
+  perf ours_flux_compile 300 --steps 6 --warmup 3 parallel.compile=true
+  perf ours_flux_compile_fp8tw 300 --steps 6 --warmup 3 parallel.compile=true parallel.float8=tensorwise
+  run ours_flux_small_curve 300 python3 -m trainperf run flux1 --scale small --no-progress \
+    train.seed=1234 train.target=0.05 train.max_steps=480
+  cp -r results "$OUT/results_small" 2>/dev/null
   ;;
 small)
   run ours_flux_small_run 540 python3 -m trainperf run flux1 --scale small train.seed=1234
