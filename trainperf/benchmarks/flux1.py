@@ -100,7 +100,7 @@ SCALES: dict[str, Scale] = {
         max_steps=2000,
         eval_every_samples=4096,
         eval_samples=512,
-        target=0.55,
+        target=0.21,
         data_source="builtin",
     ),
     "tiny": Scale(
