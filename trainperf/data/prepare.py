@@ -5,7 +5,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,6 @@ GOVREPORT_DIRNAME = "scrolls_gov_report_8k"  # the MLPerf dataset folder name
 # Rows of the tiny LoRA task (train, validation): the GovReport counts, at toy length.
 LORA_TINY_SAMPLES = (3901, 173)
 # Rows of flux1's synthetic set (train, validation; validation at least train.eval_samples).
-FLUX_SYNTHETIC_ROWS = (4096, 256)
-FLUX_SYNTHETIC_SEED = 0  # the data is fixed across runs; the run seed draws the noise
-MLCOMMONS_METADATA = "https://training.mlcommons-storage.org/metadata"
 
 
 @dataclass(frozen=True)
@@ -75,58 +71,13 @@ def _is_flux(cfg: Config) -> bool:
     return spec is not None and spec.family_name == "flux"
 
 
-@dataclass(frozen=True)
-class FluxSizes:
-    """The sizes of a synthetic flux1 set, from the model flavor it is made for."""
-
-    text_tokens: int
-    text_dim: int
-    clip_dim: int
-    latent_channels: int
-    latent_size: int
-    train_rows: int
-    eval_rows: int
-
-    @property
-    def key(self) -> str:
-        """The cache folder name: every size in it, so another flavor gets its own set."""
-        return (
-            f"flux-synthetic-t{self.text_tokens}x{self.text_dim}-c{self.clip_dim}-"
-            f"l{self.latent_channels}x{self.latent_size}-r{self.train_rows}-{self.eval_rows}"
-        )
-
-
-def flux_synthetic_sizes(cfg: Config) -> FluxSizes:
-    """What the built-in flux1 set of `cfg` holds: the model flavor's text and latent sizes
-    (a square latent of image_tokens 2 x 2 patches), FLUX_SYNTHETIC_ROWS rows."""
-    import math
-
-    from trainperf.benchmarks import get_benchmark
-
-    model = get_benchmark(cfg.benchmark).family.model_config(cfg)
-    side = math.isqrt(model.image_tokens)
-    if side * side != model.image_tokens or model.in_channels % 4:
-        raise ValueError(
-            f"model.flavor {cfg.model.flavor} has image_tokens({model.image_tokens}) and "
-            f"in_channels({model.in_channels}): synthetic data needs a square grid of 2 x 2 "
-            "patches (a square number of tokens, in_channels divisible by 4); pick such a flavor"
-        )
-    return FluxSizes(
-        text_tokens=model.text_tokens,
-        text_dim=model.context_in_dim,
-        clip_dim=model.vec_in_dim,
-        latent_channels=model.in_channels // 4,
-        latent_size=2 * side,
-        train_rows=FLUX_SYNTHETIC_ROWS[0],
-        eval_rows=max(FLUX_SYNTHETIC_ROWS[1], cfg.train.eval_samples),
-    )
-
-
 def data_dir(cfg: Config) -> Path:
     """The folder of this config's data: ``data.data_dir`` or a cache folder named by content."""
     if cfg.data.data_dir:
         return Path(cfg.data.data_dir).expanduser()
     if cfg.data.source == "builtin" and _is_flux(cfg):
+        from trainperf.data.flux_prepare import flux_synthetic_sizes
+
         return cache_root() / "data" / flux_synthetic_sizes(cfg).key
     if cfg.data.source == "builtin" and _finetune(cfg):
         return cache_root() / "data" / f"docstrings-{_builtin_key(cfg)}-s{cfg.train.seq_len}"
@@ -230,7 +181,9 @@ def prepare_data(
     """
     paths = data_paths(cfg)
     if _is_flux(cfg):
-        return _prepare_flux_data(cfg, paths, progress=progress)
+        from trainperf.data.flux_prepare import prepare_flux_data
+
+        return prepare_flux_data(cfg, paths, progress=progress)
     if cfg.data.source == "builtin" and _finetune(cfg):
         from trainperf.data.docstrings import build_docstring_task
 
@@ -274,31 +227,6 @@ def prepare_data(
             f"run `trainperf prepare {cfg.benchmark} --scale {cfg.scale} --data-dir "
             f"{data_dir(cfg)}` (downloads the MLPerf preprocessed C4, ~80 GB), or use --scale tiny"
         )
-    return paths
-
-
-def _prepare_flux_data(cfg: Config, paths: DataPaths, *, progress: bool) -> DataPaths:
-    """flux1: the synthetic set of a reduced scale, written once (cached by its sizes); the
-    downloaded sets must be there."""
-    if not (missing := missing_files(paths)):
-        return paths
-    if cfg.data.source != "builtin":
-        raise ValueError(
-            f"flux1 data not found in {paths.root} (missing {missing[0]}); run `trainperf "
-            f"prepare {cfg.benchmark} --scale {cfg.scale} --data-dir {paths.root}` (downloads "
-            "the MLPerf preprocessed CC12M and COCO, ~2.5 TB), or use --scale tiny"
-        )
-    from trainperf.data.flux_format import write_synthetic_flux
-
-    sizes = flux_synthetic_sizes(cfg)
-    if progress:
-        print(
-            f"building the synthetic flux1 set ({sizes.train_rows} + {sizes.eval_rows} rows) in "
-            f"{paths.root}",
-            file=sys.stderr,
-        )
-    fields = {f.name: getattr(sizes, f.name) for f in dataclasses.fields(sizes)}
-    write_synthetic_flux(paths.root, seed=FLUX_SYNTHETIC_SEED, **fields)
     return paths
 
 
@@ -419,7 +347,8 @@ def prepare_benchmark(
     - ``c4``: MLCommons' preprocessed C4 and its tokenizer, or ``raw_c4`` tokenized here with
       ``tokenizer`` (``prepare_c4``); ``dataset_uri``/``tokenizer_uri`` replace the rules' own;
     - ``cc12m`` (flux1): MLCommons' preprocessed CC12M, COCO and empty encodings
-      (``prepare_flux``); ``dataset_uri``: one of the three ``.uri``, the others beside it;
+      (``flux_prepare.prepare_flux``); ``dataset_uri``: one of the three ``.uri``, the
+      others beside it;
     - ``builtin``: the reduced scales' corpus (flux1: a synthetic set), built offline and cached.
 
     The verification lines go to ``log``, download progress to ``console`` (a rich Console).
@@ -430,7 +359,9 @@ def prepare_benchmark(
         raise ValueError(f"--raw is for flux1 at full scale; {cfg.benchmark} --scale {cfg.scale} "
                          f"uses {cfg.data.source} data (llama31_8b: --raw-c4)")  # fmt: skip
     if cfg.data.source == "cc12m":
-        return _prepare_flux(spec, cfg, o, log=log, console=console)
+        from trainperf.data.flux_prepare import prepare_flux_benchmark
+
+        return prepare_flux_benchmark(spec, cfg, o, log=log, console=console)
     if cfg.data.source == "govreport":
         return _prepare_govreport(
             spec, cfg, verify_only=o.verify_only, skip_model=o.skip_model, log=log
@@ -459,81 +390,6 @@ def prepare_benchmark(
             f"{cfg.data.source} data: add --scale full"
         )
     return prepare_data(cfg, train_prefixes=spec.data.train_prefixes, progress=True).root
-
-
-@dataclass(frozen=True)
-class FluxSources:
-    """MLCommons ``.uri`` of flux1's three preprocessed sets (mlcommons/training
-    ``text_to_image/README.md``; each lists its files in the ``.md5`` beside it)."""
-
-    train_uri: str = f"{MLCOMMONS_METADATA}/flux-1-cc12m-preprocessed.uri"
-    eval_uri: str = f"{MLCOMMONS_METADATA}/flux-1-coco-preprocessed.uri"
-    empty_uri: str = f"{MLCOMMONS_METADATA}/flux-1-empty-encodings.uri"
-
-    @classmethod
-    def beside(cls, uri: str) -> FluxSources:
-        """The three sets under their MLCommons names in the metadata folder of `uri`."""
-        folder = uri.strip().rsplit("/", 1)[0]
-        default = cls()
-        return cls(*(f"{folder}/{u.rsplit('/', 1)[1]}" for u in dataclasses.astuple(default)))
-
-
-def prepare_flux(
-    root: Path,
-    sources: FluxSources,
-    *,
-    verify_only: bool = False,
-    train_rows: int | None = None,
-    eval_rows: int | None = None,
-    model_cfg: Any = None,
-    workers: int = 8,
-    log: Log = lambda _: None,
-    console: Any = None,
-) -> None:
-    """Fetch flux1's three sets into ``root/cc12m_preprocessed``, ``root/coco_preprocessed`` and
-    ``root/empty_encodings`` (MD5-verified, resumable), then open them as a run would: row counts
-    (`train_rows`, `eval_rows` when given), shapes against each other and `model_cfg`.
-    ``verify_only`` touches no network. ValueError names the first problem."""
-    from trainperf.data import flux, mlcommons
-    from trainperf.data.flux_format import EMPTY_DIR, EVAL_DIR, TRAIN_DIR
-
-    folders = {TRAIN_DIR: sources.train_uri, EVAL_DIR: sources.eval_uri}
-    folders[EMPTY_DIR] = sources.empty_uri
-    for name, uri in folders.items():
-        if not verify_only:
-            mlcommons.download_dataset(uri, root / name, workers=workers, log=log, console=console)
-        verify_md5_lists(root / name, log=log)
-    paths = DataPaths(root, root / TRAIN_DIR, root / EVAL_DIR, root / EMPTY_DIR)
-    lines = flux.verify_flux(paths, train_rows=train_rows, eval_rows=eval_rows, model_cfg=model_cfg)
-    for line in lines:
-        log(line)
-
-
-def _prepare_flux(
-    spec: BenchmarkSpec, cfg: Config, o: PrepareOptions, *, log: Log, console: Any
-) -> Path:
-    if o.raw_images:
-        raise ValueError(
-            "--raw (encoding raw CC12M and COCO images with T5, CLIP and the VAE) is not "
-            f"implemented; `trainperf prepare {cfg.benchmark} --scale {cfg.scale}` without --raw "
-            "downloads the MLPerf preprocessed sets, which are those encodings"
-        )
-    from trainperf.data import flux
-
-    uri = o.dataset_uri or spec.data.dataset_uri
-    root = data_dir(cfg)
-    prepare_flux(
-        root,
-        FluxSources.beside(uri) if uri else FluxSources(),
-        verify_only=o.verify_only,
-        train_rows=spec.data.train_samples or flux.TRAIN_ROWS,
-        eval_rows=spec.eval.eval_samples,
-        model_cfg=spec.family.model_config(cfg),
-        workers=o.workers,
-        log=log,
-        console=console,
-    )
-    return root
 
 
 def _prepare_govreport(

@@ -17,8 +17,8 @@ import pytest
 from trainperf.config import Config, DataConfig, ModelConfig, TrainConfig
 from trainperf.data.flux import FluxData
 from trainperf.data.flux_format import write_synthetic_flux
+from trainperf.data.flux_prepare import FluxSources
 from trainperf.data.prepare import (
-    FluxSources,
     PrepareOptions,
     data_paths,
     missing_files,
