@@ -191,8 +191,10 @@ class _Stages:
         if self.console is None:
             yield note
             return
+        from trainperf.train.progress import Heartbeat
+
         start = time.perf_counter()
-        with self.console.status(f"[bold]{name}[/bold] ..."):
+        with self.console.status(f"[bold]{name}[/bold] ..."), Heartbeat(self.console).still(name):
             yield note
         seconds = time.perf_counter() - start
         detail = f": {note['detail']}" if "detail" in note else ""

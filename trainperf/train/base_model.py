@@ -15,6 +15,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ from trainperf.config import Config, DataConfig, LogConfig, ModelConfig, TrainCo
 from trainperf.data.prepare import DataPaths, data_paths, prepare_data
 from trainperf.data.readers import read_pretraining
 from trainperf.mlperf.logger import MLPerfLogger
+from trainperf.train.progress import Heartbeat
 from trainperf.train.tasks import CausalLMTask
 from trainperf.train.trainer import Trainer
 
@@ -101,6 +103,12 @@ def pretraining_spec(spec: BenchmarkSpec) -> BenchmarkSpec:
     )
 
 
+def _base_line(step: int, loss: torch.Tensor, t0: float) -> str:
+    return f"  pretrain tiny base: step {step}/{BASE_STEPS}, loss {float(loss):.3f}, " + (
+        f"{time.perf_counter() - t0:.0f} s"
+    )
+
+
 def prepare_base_model(
     cfg: Config, spec: BenchmarkSpec, paths: DataPaths, *, progress: bool = True
 ) -> Path:
@@ -133,12 +141,14 @@ def prepare_base_model(
         console=console,
         disable=not progress,
     )
+    heartbeat = Heartbeat(console)
     with bar:
         task = bar.add_task("base", total=BASE_STEPS, loss="-")
         for step in range(BASE_STEPS):
             loss = trainer.train_step()
             if step % 20 == 19:
                 bar.update(task, completed=step + 1, loss=f"{float(loss):.3f}")
+            heartbeat.beat(partial(_base_line, step + 1, loss, t0))
         bar.update(task, completed=BASE_STEPS)
     eval_loss = trainer.evaluate()
     with atomic_path(out, directory=True) as tmp:

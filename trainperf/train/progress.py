@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from rich.console import Console, RenderableType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -16,6 +18,57 @@ def _fmt_eta(seconds: float | None) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+
+
+HEARTBEAT_S = 10.0
+"""On a console that is not a terminal (a log file, CI, a Slurm output), long work prints a line at
+least this often, so that nobody waits on silence."""
+
+
+class Heartbeat:
+    """Lines for a console without a live display: `beat` prints when HEARTBEAT_S have passed
+    since the last line; `still` prints from a background thread while a single long call runs
+    (``with heartbeat.still("training the tokenizer"):``). On a terminal both print nothing: the
+    live display shows progress there."""
+
+    def __init__(self, console: Console, *, every: float = HEARTBEAT_S) -> None:
+        self.console = console
+        self.quiet = console.is_terminal or console.quiet
+        self.every = every
+        self._last = time.perf_counter()
+
+    def beat(self, text: Callable[[], str]) -> None:
+        """Print ``text()`` if a line is due (called only then: it may read a device value)."""
+        now = time.perf_counter()
+        if not self.quiet and now - self._last >= self.every:
+            self.console.print(text(), markup=False, highlight=False)
+            self._last = now
+
+    def reset(self) -> None:
+        """Another line was just printed: the next beat is due HEARTBEAT_S from now."""
+        self._last = time.perf_counter()
+
+    @contextlib.contextmanager
+    def still(self, what: str) -> Iterator[None]:
+        """'still <what> (N s)' every HEARTBEAT_S while the block runs."""
+        if self.quiet:
+            yield
+            return
+        done, start = threading.Event(), time.perf_counter()
+
+        def tick() -> None:
+            while not done.wait(self.every):
+                elapsed = time.perf_counter() - start
+                self.console.print(f"  still {what} ({elapsed:.0f} s)", markup=False)
+
+        thread = threading.Thread(target=tick, name="heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+            thread.join()
+            self.reset()
 
 
 WIDE = 132
@@ -58,7 +111,8 @@ class RunProgress:
 
     The ETA is to the quality target, extrapolated from the slope of the last two evaluations,
     and to the step limit when there is no downward trend yet. On a non-terminal console the
-    live bar is replaced by one printed line per evaluation.
+    live bar is replaced by one printed line per evaluation and, between them, a line at least
+    every HEARTBEAT_S seconds (at the next train-loss update after that).
     """
 
     def __init__(
@@ -75,6 +129,7 @@ class RunProgress:
         self.target = target
         self.tokens_per_sample = tokens_per_sample
         self.live = console.is_terminal
+        self.heartbeat = Heartbeat(console)
         self.evals: list[tuple[int, float]] = []
         self._t0 = time.perf_counter()
         self._progress = _progress_for(console, disable=not self.live)
@@ -114,6 +169,12 @@ class RunProgress:
             rate=f"{rate * self.tokens_per_sample:,.0f} tok/s",
             eta=_fmt_eta(self._eta_seconds(samples, rate)),
         )
+        last_eval = f"{self.evals[-1][1]:.4f}" if self.evals else "none yet"
+        self.heartbeat.beat(
+            lambda: f"  samples {samples:>8}/{self.max_samples}: train loss "
+            f"{'-' if loss is None else f'{loss:.3f}'}, last eval {last_eval} (target "
+            f"{self.target:g}), {rate * self.tokens_per_sample:,.0f} tok/s, {elapsed:.1f} s"
+        )
 
     def record_eval(self, *, samples: int, value: float, loss: float | None) -> None:
         self.evals.append((samples, value))
@@ -125,3 +186,4 @@ class RunProgress:
                 f"  samples {samples:>8}: eval {value:.4f} ({mark}){loss_text}, "
                 f"{time.perf_counter() - self._t0:.1f} s"
             )
+            self.heartbeat.reset()
