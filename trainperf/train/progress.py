@@ -129,9 +129,9 @@ class RunProgress:
         self.target = target
         self.tokens_per_sample = tokens_per_sample
         self.live = console.is_terminal
-        self.heartbeat = Heartbeat(console)
         self.evals: list[tuple[int, float]] = []
         self._t0 = time.perf_counter()
+        self.heartbeat = Heartbeat(console)
         self._progress = _progress_for(console, disable=not self.live)
         self._task = self._progress.add_task(
             label, total=max_samples, samples="0", loss="-", eval="-", rate="-", eta="--:--"
