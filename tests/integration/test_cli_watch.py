@@ -115,6 +115,9 @@ def test_ctrl_c_exits_130(tmp_path: Path) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # Ctrl-C as at a terminal, even where the suite itself was started with SIGINT ignored
+        # (a background job of a script: Python then keeps it ignored in its children)
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     assert proc.stdout is not None
     assert "running" in proc.stdout.readline()  # watching

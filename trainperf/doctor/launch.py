@@ -192,7 +192,12 @@ def _in_slurm(
     """--launcher slurm: submit an sbatch job; inside it, one srun step of torchrun per node
     runs the ranks, and the first node prints rank 0's report into the job's output."""
     cfg = opts.cfg
-    gpus = gpu_request(device=cfg.train.device, scale=cfg.scale, partition=request.slurm.partition)
+    gpus = gpu_request(
+        device=cfg.train.device,
+        scale=cfg.scale,
+        partition=request.slurm.partition,
+        purpose="the doctor checks the GPUs",
+    )
     sopts = slurm_options(
         request.slurm, gpus_per_node=opts.nproc, gpus=gpus, job_name="trainperf-doctor"
     )

@@ -144,10 +144,13 @@ def partition_gres(partition: str | None) -> list[str] | None:
     return gres or None
 
 
-def gpu_request(*, device: str, scale: str, partition: str | None) -> GpuRequest:
+def gpu_request(
+    *, device: str, scale: str, partition: str | None, purpose: str | None = None
+) -> GpuRequest:
     """GPUs for a job whose ranks use train.device `device`: cpu never, cuda always; auto
     (CUDA where the node has it) as the partition's gres say, and when sinfo cannot tell,
-    for every scale but tiny (which trains on CPU in minutes)."""
+    for every scale but tiny (which trains on CPU in minutes), or always for a job whose
+    `purpose` is the GPUs themselves (the doctor's)."""
     if device == "cpu":
         return GpuRequest(False, "no GPUs requested: train.device=cpu")
     if device != "auto":
@@ -160,6 +163,9 @@ def gpu_request(*, device: str, scale: str, partition: str | None) -> GpuRequest
         if has:
             return GpuRequest(True, f"GPUs requested: {said}")
         return GpuRequest(False, f"no GPUs requested: {said}; the ranks train on CPU")
+    if purpose is not None:
+        return GpuRequest(True, f"GPUs requested: {purpose} (sinfo could not say what {where} "
+                          "has; train.device=cpu asks for none)")  # fmt: skip
     if scale == "tiny":
         return GpuRequest(False, "no GPUs requested: the tiny scale with train.device=auto and "
                           f"sinfo could not say what {where} has; train.device=cuda asks for "

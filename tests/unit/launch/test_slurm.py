@@ -114,6 +114,16 @@ def test_gpus_are_requested_only_when_the_ranks_will_use_them(
     assert f"# {request.reason}\n" in script
 
 
+def test_a_job_about_the_gpus_asks_for_them_unless_the_partition_has_none(monkeypatch) -> None:
+    doctor = "the doctor checks the GPUs"
+    monkeypatch.setattr(slurm, "partition_gres", lambda partition: None)
+    request = slurm.gpu_request(device="auto", scale="tiny", partition=None, purpose=doctor)
+    assert request.gpus and request.reason.startswith(f"GPUs requested: {doctor}")
+    monkeypatch.setattr(slurm, "partition_gres", lambda partition: ["(null)"])
+    request = slurm.gpu_request(device="auto", scale="tiny", partition=None, purpose=doctor)
+    assert not request.gpus and "has gres (null)" in request.reason
+
+
 def test_partition_gres_reads_sinfo(monkeypatch) -> None:
     out = "debug* (null)\ngpu gpu:h100:8(S:0-1)\ngpu gpu:h100:4\n"
     monkeypatch.setattr(
