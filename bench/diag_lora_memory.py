@@ -12,8 +12,8 @@ from rich.console import Console
 from trainperf.benchmarks import get_default_config
 from trainperf.config import apply_overrides
 from trainperf.mlperf.logger import MLPerfLogger
-from trainperf.train.distributed import DistEnv
 from trainperf.perf.measure import SyntheticData
+from trainperf.train.distributed import DistEnv
 from trainperf.train.trainer import Trainer
 
 parser = argparse.ArgumentParser()

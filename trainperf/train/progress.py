@@ -171,9 +171,11 @@ class RunProgress:
         )
         last_eval = f"{self.evals[-1][1]:.4f}" if self.evals else "none yet"
         self.heartbeat.beat(
-            lambda: f"  samples {samples:>8}/{self.max_samples}: train loss "
-            f"{'-' if loss is None else f'{loss:.3f}'}, last eval {last_eval} (target "
-            f"{self.target:g}), {rate * self.tokens_per_sample:,.0f} tok/s, {elapsed:.1f} s"
+            lambda: (
+                f"  samples {samples:>8}/{self.max_samples}: train loss "
+                f"{'-' if loss is None else f'{loss:.3f}'}, last eval {last_eval} (target "
+                f"{self.target:g}), {rate * self.tokens_per_sample:,.0f} tok/s, {elapsed:.1f} s"
+            )
         )
 
     def record_eval(self, *, samples: int, value: float, loss: float | None) -> None:
