@@ -7,6 +7,7 @@
 #   bash bench/gpu_flux.sh proxy    # nvidia-h200: peer with and without AC, ours eager, compiled,
 #                                   #   compiled + float8 (tensorwise, rowwise)
 #   bash bench/gpu_flux.sh small    # nvidia-h200: `trainperf run flux1 --scale small` to its target
+#   bash bench/gpu_flux.sh full     # nvidia-h200: the full 11.9 B model, bf16 weights + AdamW states
 # Every trainperf run uses train.seed=1234 (same initial weights and batches across variants).
 source bench/device_env.sh
 perf() {  # name, timeout, trainperf perf arguments...
@@ -32,6 +33,18 @@ proxy-small)  # the proxy group's peer and best variants, then the small scale's
   run ours_flux_small_curve 300 python3 -m trainperf run flux1 --scale small --no-progress \
     train.seed=1234 train.target=0.05 train.max_steps=480
   cp -r results "$OUT/results_small" 2>/dev/null
+  ;;
+full)  # the full FLUX.1-schnell shapes (11.9 B) on ONE H200: fp32 AdamW states (~190 GB) cannot
+  # fit, bf16 weights + gradients + AdamW states (~95 GB) do. GBS 64 (not 512) keeps a step short.
+  full() {  # name, timeout, overrides...
+    local name=$1 limit=$2; shift 2
+    run "$name" "$limit" python3 -m trainperf perf flux1 --scale full --json --steps 5 --warmup 2 \
+      train.seed=1234 train.global_batch_size=64 train.master_dtype=bfloat16 parallel.compile=true "$@"
+  }
+  full ours_flux_full_ac_mb16 230 parallel.activation_checkpointing=full train.micro_batch_size=16
+  full ours_flux_full_noac_mb8 170 parallel.activation_checkpointing=none train.micro_batch_size=8
+  full ours_flux_full_ac_fp8 150 parallel.activation_checkpointing=full train.micro_batch_size=16 \
+    parallel.float8=tensorwise
   ;;
 small)
   run ours_flux_small_run 540 python3 -m trainperf run flux1 --scale small train.seed=1234

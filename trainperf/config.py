@@ -115,6 +115,11 @@ class TrainConfig:
     """'auto' (CUDA if present, else CPU), 'cpu', 'cuda' or 'cuda:N'."""
     dtype: str = "auto"
     """Compute dtype: 'auto' (bfloat16 on CUDA, float32 on CPU), 'bfloat16' or 'float32'."""
+    master_dtype: str = "float32"
+    """dtype of the trained weights, their gradients and AdamW states: 'float32' (mixed
+    precision: the compute in train.dtype, a float32 master copy) or 'bfloat16' (all in bf16,
+    half the memory, rounding each update to bf16: what lets the full flux1 fit one 141 GB GPU).
+    `perf` prints it beside the layout."""
     attention: str = "auto"
     """Attention kernel on CUDA: 'auto' (cuDNN first on Hopper, about 2x flash there; PyTorch's
     order elsewhere), 'cudnn', 'flash', 'efficient' or 'math'. No effect on CPU."""
@@ -168,6 +173,14 @@ class TrainConfig:
         if self.dtype not in ("auto", "bfloat16", "float32"):
             raise ValueError(
                 f"train.dtype({self.dtype!r}) must be one of 'auto', 'bfloat16', 'float32'"
+            )
+        if self.master_dtype not in ("bfloat16", "float32"):
+            raise ValueError(
+                f"train.master_dtype({self.master_dtype!r}) must be 'float32' or 'bfloat16'"
+            )
+        if self.master_dtype == "bfloat16" and self.dtype == "float32":
+            raise ValueError(
+                "train.master_dtype=bfloat16 computes in bf16: use train.dtype=bfloat16 or auto"
             )
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(

@@ -287,6 +287,8 @@ def describe_features(cfg: Config) -> str:
         parts.append(f"float8 frozen base ({par.float8})")
     elif par.float8 != "none":
         parts.append(f"float8 {par.float8}")
+    if cfg.train.master_dtype != "float32":
+        parts.append(f"{cfg.train.master_dtype} weights + AdamW states")
     if isinstance(get_benchmark(cfg.benchmark).task, CausalLMTask):  # a loss over a vocabulary
         parts.append("chunked CE" if cfg.chunked_cross_entropy else "plain CE")
     return ", ".join(parts)

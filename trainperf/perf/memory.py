@@ -82,11 +82,13 @@ def estimate_memory(
     float8: str,
     chunked_ce: bool,
     cp: int = 1,
+    master_bytes: int = 4,
 ) -> MemoryEstimate:
     """Peak bytes per GPU of one training step, in GiB (see the module docstring).
 
     cp: context-parallel degree; a rank holds the activations of seq_len / cp tokens of each
-    sample (the all-gathered K/V of one layer at a time are small beside them)."""
+    sample (the all-gathered K/V of one layer at a time are small beside them). master_bytes:
+    bytes of a trained weight, and of its gradient and each AdamW state (4: float32, 2: bf16)."""
     layer, root = cfg.block_params, cfg.root_params
     blocks = cfg.n_layers * layer
     tokens = seq_len * micro_batch // cp
@@ -95,7 +97,8 @@ def estimate_memory(
     elif lora:
         weights, optim = 2 * (blocks + root) / world, 0.0
     else:
-        weights, optim = 4 * (blocks + root) / world, 12 * (blocks + root) / world
+        weights = master_bytes * (blocks + root) / world
+        optim = 3 * master_bytes * (blocks + root) / world  # gradient, exp_avg, exp_avg_sq
     weights += 2 * root if world > 1 else 0  # the gathered root stays until backward
     per_token = {"none": 24, "selective": 12, "full": 2}[ac] * cfg.dim
     if lora:
@@ -128,4 +131,5 @@ def estimate_config_memory(cfg: Config, shape: ModelShape, *, world: int) -> Mem
         float8=par.float8,
         chunked_ce=cfg.chunked_cross_entropy,
         cp=par.cp,
+        master_bytes=2 if t.master_dtype == "bfloat16" else 4,
     )

@@ -41,9 +41,11 @@ if TYPE_CHECKING:
     from trainperf.benchmarks.spec import BenchmarkSpec
 
 
-def resolve_dtype(name: str, device: torch.device) -> torch.dtype:
+def resolve_dtype(name: str, device: torch.device, *, master: str = "float32") -> torch.dtype:
+    """The compute dtype: 'auto' is bfloat16 on CUDA or with bf16 weights, else float32."""
     if name == "auto":
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
+        bf16 = device.type == "cuda" or master == "bfloat16"
+        return torch.bfloat16 if bf16 else torch.float32
     return {"bfloat16": torch.bfloat16, "float32": torch.float32}[name]
 
 
@@ -118,7 +120,7 @@ class Trainer:
         self.env = env or DistEnv()
         self.show_progress = show_progress and self.env.is_main
         self.device = device or local_device(cfg.train.device)
-        self.dtype = resolve_dtype(cfg.train.dtype, self.device)
+        self.dtype = resolve_dtype(cfg.train.dtype, self.device, master=cfg.train.master_dtype)
         self.model_cfg = self.family.model_config(cfg)
         self.steps = 0
         self.last_eval: float | None = None
@@ -177,7 +179,9 @@ class Trainer:
         par, family = self.cfg.parallel, self.family
         with torch.device("meta"):
             model = family.build(self.model_cfg, self.cfg.model)
-        if self.cfg.model.lora_rank and self.dtype != torch.float32:
+        if self.cfg.train.master_dtype == "bfloat16":
+            model.to(torch.bfloat16)  # trained weights, their gradients and AdamW states in bf16
+        elif self.cfg.model.lora_rank and self.dtype != torch.float32:
             cast_frozen_params_(model, self.dtype)  # frozen base in bf16, adapters stay float32
         plan = family.parallel_plan(model)
         world = self.env.world_size if self.env.enabled else 1
@@ -341,6 +345,8 @@ class Trainer:
                     ml.event("train_loss", loss_val, metadata={C.SAMPLES_COUNT: at, "lr": lr})
                     if self.show_progress:
                         progress.update(samples=at, loss=loss_val)
+                if self.show_progress:
+                    progress.tick(samples=samples)  # a line at least every HEARTBEAT_S
                 if not evaluating:
                     continue
                 ml.end(C.BLOCK_STOP, metadata={C.SAMPLES_COUNT: samples})

@@ -59,6 +59,7 @@ LAYOUTS = {
     # overrides -> (linear, attn, comm) precisions on one CPU process
     "fp32": ([], ("fp32", "fp32", "fp32")),
     "bf16": (["train.dtype=bfloat16"], ("bfloat16", "bfloat16", "bfloat16")),
+    "bf16_master": (["train.master_dtype=bfloat16"], ("bfloat16", "bfloat16", "bfloat16")),
     "float8": (["parallel.float8=tensorwise"], ("fp8", "fp32", "fp32")),
     "float8_bf16": (
         ["parallel.float8=tensorwise", "train.dtype=bfloat16"],
@@ -93,3 +94,31 @@ def test_header_discloses_the_layout_as_built(tmp_path, name: str, small) -> Non
     assert facts.grad_accumulation == 2  # GBS 4 = 1 rank x micro-batch 2 x 2
     assert events[C.CONFIG_FILENAME] == "config_0.json"
     assert (trainer.applied.float8_linears > 0) == (linear == "fp8")
+
+
+def test_bf16_master_weights_train_in_bf16_with_half_the_memory(tmp_path, small) -> None:
+    """train.master_dtype=bfloat16: weights, gradients and AdamW states in bf16 (auto compute
+    follows them, even on CPU); the memory estimate counts 2 bytes for each."""
+    import torch
+
+    from trainperf.mlperf.logger import MLPerfLogger
+    from trainperf.perf.measure import SyntheticData
+    from trainperf.perf.memory import estimate_config_memory
+
+    cfg = resolved(small(tmp_path, "train.seed=3", "model.flavor=debug"))
+    bf16 = apply_overrides(cfg, ["train.master_dtype=bfloat16"])
+    trainer = T.Trainer(bf16, SPEC, None, ml=MLPerfLogger(None), console=Console(quiet=True))
+    trainer.data = SyntheticData(seq_len=32, vocab_size=512, eval_samples=4)
+    trainer.setup()
+    assert trainer.dtype == torch.bfloat16
+    losses = [float(trainer.train_step()) for _ in range(3)]
+    assert all(p.dtype == torch.bfloat16 for p in trainer.model.parameters())
+    states = [v for s in trainer.optimizer.state.values() for v in s.values() if v.ndim]
+    assert states and all(v.dtype == torch.bfloat16 for v in states)
+    assert all(torch.isfinite(torch.tensor(x)) for x in losses)
+    shape = trainer.family.shape(trainer.model_cfg)
+    full, half = (estimate_config_memory(c, shape, world=1) for c in (cfg, bf16))
+    assert half.weights_gib == pytest.approx(full.weights_gib / 2)
+    assert half.optimizer_gib == pytest.approx(full.optimizer_gib / 2)
+    with pytest.raises(ValueError, match="train.master_dtype=bfloat16 computes in bf16"):
+        apply_overrides(cfg, ["train.master_dtype=bfloat16", "train.dtype=float32"])
