@@ -289,7 +289,7 @@ def tiny_runs(trainings: Trainings) -> Runs:
 
 @pytest.fixture(scope="session")
 def lora_base(trainings: Trainings) -> None:
-    """The tiny LoRA base model, pretrained (600 steps) into TRAINPERF_HOME."""
+    """The tiny LoRA base model, pretrained (BASE_STEPS) into TRAINPERF_HOME."""
     trainings.wait("base")
 
 

@@ -15,8 +15,8 @@ from trainperf.models.llama.model import get_llama_config
 
 pytestmark = pytest.mark.slow
 TINY = B.SCALES["tiny"]
-# Only the target differs from the closed rules at tiny scale (4.16 on code -> docstring, 0.925
-# on GovReport); lora_rank is 16 at every scale.
+# Of the keys the closed rules CHECK, only the target differs at tiny scale (4.53 on code ->
+# docstring, 0.925 on GovReport); lora_rank is 16 at every scale.
 SCALE_DEPENDENT = {"eval_accuracy"}
 
 
@@ -41,6 +41,7 @@ def test_runs_reach_the_target_with_the_mlperf_cadence(results, lora_runs, mllog
             <= TINY.target
             < min(e["value"] for e in evals[:-1] or [{"value": 9}])
         )
+        assert len(evals) >= 3  # like the real benchmark: several counted evaluations
         counts = [e["metadata"]["samples_count"] for e in evals]
         # every 384 samples at GBS 8, the first floor(0.125 * 8 + 2) = 3 skipped: 1536, 1920, ...
         assert counts == [1536 + 384 * k for k in range(len(counts))]
@@ -48,7 +49,7 @@ def test_runs_reach_the_target_with_the_mlperf_cadence(results, lora_runs, mllog
         assert value(recs, "seed") == seed
         assert value(recs, "lora_rank") == 16 and value(recs, "lora_alpha") == 32
         assert value(recs, "opt_learning_rate_training_steps") == 1024
-        assert value(recs, "opt_base_learning_rate") == 4e-4
+        assert value(recs, "opt_base_learning_rate") == TINY.lr
         assert value(recs, "opt_gradient_clip_norm") == 0.3
         assert value(recs, "opt_adamw_weight_decay") == 1e-4
         assert (value(recs, "train_samples"), value(recs, "eval_samples")) == (3901, 173)

@@ -94,12 +94,15 @@ SCALES: dict[str, Scale] = {
         seq_len=256,
         global_batch_size=8,
         micro_batch_size=4,
-        lr=RCP_HYPERPARAMETERS[8],
+        # The RCP's 4e-4 at GBS 8 moves this 4-layer model's adapters about as much per
+        # evaluation as the seeds differ; 1e-3 makes the target a point all 10 measured seeds
+        # cross after 3 to 6 counted evaluations (bench/RESULTS.md), like the real benchmark.
+        lr=1e-3,
         warmup_steps=0,
         max_steps=OPT_LEARNING_RATE_TRAINING_STEPS,
         eval_every_samples=EVALUATION_FREQUENCY,
         eval_samples=EVAL_SAMPLES,
-        target=4.16,
+        target=4.53,
         data_source="builtin",
         vocab_size=2048,
     ),

@@ -179,7 +179,7 @@ def _encode(tokenizer: Tokenizer, documents: list[_Document], dtype: np.dtype) -
     return [np.asarray(e.ids, dtype=dtype) for e in encodings]
 
 
-class _Stages:
+class Stages:
     """One line per build stage on stderr (rich), or nothing when progress is off."""
 
     def __init__(self, enabled: bool) -> None:
@@ -217,7 +217,7 @@ def build_builtin_corpus(
             f"symbols; use vocab_size >= {_MIN_VOCAB}, e.g. 2048"
         )
     out_dir = Path(out_dir)
-    stages = _Stages(progress)
+    stages = Stages(progress)
     root = get_stdlib_root()
     with stages.stage("collect") as note:
         documents = collect_documents(root, max_bytes=max_bytes)
@@ -251,7 +251,7 @@ def _build_into(
     documents: list[_Document],
     *,
     root: Path,
-    stages: _Stages,
+    stages: Stages,
     vocab_size: int,
     max_bytes: int,
     fingerprint: str,

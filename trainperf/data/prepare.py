@@ -195,6 +195,7 @@ def prepare_data(
             seq_len=cfg.train.seq_len,
             train_samples=LORA_TINY_SAMPLES[0],
             eval_samples=max(LORA_TINY_SAMPLES[1], cfg.train.eval_samples),
+            progress=progress,
         )
         return paths
     if cfg.data.source == "builtin":

@@ -132,6 +132,7 @@ class RunProgress:
         self.evals: list[tuple[int, float]] = []
         self._t0 = time.perf_counter()
         self.heartbeat = Heartbeat(console)
+        self._loss: float | None = None
         self._progress = _progress_for(console, disable=not self.live)
         self._task = self._progress.add_task(
             label, total=max_samples, samples="0", loss="-", eval="-", rate="-", eta="--:--"
@@ -169,7 +170,15 @@ class RunProgress:
             rate=f"{rate * self.tokens_per_sample:,.0f} tok/s",
             eta=_fmt_eta(self._eta_seconds(samples, rate)),
         )
-        last_eval = f"{self.evals[-1][1]:.4f}" if self.evals else "none yet"
+        if loss is not None:
+            self._loss = loss
+        self.tick(samples=samples)
+
+    def tick(self, *, samples: int) -> None:
+        """After every step: the heartbeat line if one is due (the last logged train loss)."""
+        elapsed = max(time.perf_counter() - self._t0, 1e-9)
+        rate = samples / elapsed
+        loss, last_eval = self._loss, f"{self.evals[-1][1]:.4f}" if self.evals else "none yet"
         self.heartbeat.beat(
             lambda: (
                 f"  samples {samples:>8}/{self.max_samples}: train loss "

@@ -89,3 +89,24 @@ def test_run_progress_on_a_log_prints_between_evaluations() -> None:
     assert "samples       10/100: train loss 2.500, last eval none yet (target 1)" in text
     assert "samples       20: eval 1.5000 (target 1), train loss 2.000" in text
     assert max(len(line) for line in text.splitlines()) <= 80
+
+
+def test_steps_between_logged_losses_still_beat() -> None:
+    """A line is due by the clock, not by the log cadence: tick (after every step) prints it with
+    the last logged train loss when steps are slow."""
+    import io
+
+    from rich.console import Console
+
+    from trainperf.train import progress as P
+
+    out = io.StringIO()
+    run = P.RunProgress(Console(file=out, width=80), label="x", max_samples=100, target=1.0,
+                        tokens_per_sample=4)  # fmt: skip
+    with run:
+        run.update(samples=10, loss=2.5)  # not due yet: nothing printed
+        run.tick(samples=12)
+        assert out.getvalue() == ""
+        run.heartbeat.every = 0.0
+        run.tick(samples=14)
+    assert "samples       14/100: train loss 2.500, last eval none yet" in out.getvalue()
