@@ -4,8 +4,9 @@ FLUX.1-schnell shapes, trainperf's proxy, small and tiny), read by the model and
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
+
+from trainperf.models.registry import from_registry
 
 TIME_EMBED_DIM = 256
 """Width of the sinusoidal timestep embedding (fixed in BFL, torchtitan and diffusers)."""
@@ -168,12 +169,4 @@ FLUX_CONFIGS: dict[str, FluxConfig] = {
 
 def get_flux_config(name: str, **overrides: object) -> FluxConfig:
     """A fresh copy of the registry entry `name`, with `overrides` applied and validated."""
-    if name not in FLUX_CONFIGS:
-        raise ValueError(f"unknown Flux config {name!r}; known: {', '.join(FLUX_CONFIGS)}")
-    fields = [f.name for f in dataclasses.fields(FluxConfig)]
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ValueError(
-            f"unknown FluxConfig field(s) {', '.join(unknown)}; valid: {', '.join(fields)}"
-        )
-    return dataclasses.replace(FLUX_CONFIGS[name], **overrides)
+    return from_registry(FLUX_CONFIGS, name, "Flux", **overrides)

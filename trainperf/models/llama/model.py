@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from trainperf.models.registry import from_registry
+
 
 @dataclass(frozen=True)
 class RopeScaling:
@@ -236,15 +238,7 @@ LLAMA_CONFIGS: dict[str, LlamaConfig] = {
 
 def get_llama_config(name: str, **overrides: object) -> LlamaConfig:
     """A fresh copy of the registry entry `name`, with `overrides` applied and validated."""
-    if name not in LLAMA_CONFIGS:
-        raise ValueError(f"unknown Llama config {name!r}; known: {', '.join(LLAMA_CONFIGS)}")
-    fields = [f.name for f in dataclasses.fields(LlamaConfig)]
-    unknown = sorted(set(overrides) - set(fields))
-    if unknown:
-        raise ValueError(
-            f"unknown LlamaConfig field(s) {', '.join(unknown)}; valid: {', '.join(fields)}"
-        )
-    return dataclasses.replace(LLAMA_CONFIGS[name], **overrides)
+    return from_registry(LLAMA_CONFIGS, name, "Llama", **overrides)
 
 
 def precompute_rope_freqs(cfg: LlamaConfig) -> torch.Tensor:
