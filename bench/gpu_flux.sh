@@ -46,6 +46,18 @@ full)  # the full FLUX.1-schnell shapes (11.9 B) on ONE H200: fp32 AdamW states 
   full ours_flux_full_ac_fp8 150 parallel.activation_checkpointing=full train.micro_batch_size=16 \
     parallel.float8=tensorwise
   ;;
+full-peer)  # the full 11.9 B beside the peer with the same bf16-weights layout, one optimizer step
+  # per batch on both sides (GBS = micro-batch); each side with and without AC at what fits
+  PEER_SDPA=flash run peer_full_bf16_ac_b16 150 torchrun --standalone --nproc-per-node 1 .peer/peer_bench.py hf-flux --size flux-schnell --batch 16 --bf16-weights
+  PEER_SDPA=flash run peer_full_bf16_noac_b8 150 torchrun --standalone --nproc-per-node 1 .peer/peer_bench.py hf-flux --size flux-schnell --batch 8 --bf16-weights --no-ac
+  full() {
+    local name=$1 limit=$2; shift 2
+    run "$name" "$limit" python3 -m trainperf perf flux1 --scale full --json --steps 6 --warmup 2 \
+      train.seed=1234 train.master_dtype=bfloat16 parallel.compile=true "$@"
+  }
+  full ours_full_bf16_ac_b16 170 parallel.activation_checkpointing=full train.global_batch_size=16 train.micro_batch_size=16
+  full ours_full_bf16_noac_b8 150 parallel.activation_checkpointing=none train.global_batch_size=8 train.micro_batch_size=8
+  ;;
 small)
   run ours_flux_small_run 540 python3 -m trainperf run flux1 --scale small train.seed=1234
   cp -r results "$OUT/results_small" 2>/dev/null
