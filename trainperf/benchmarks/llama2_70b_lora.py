@@ -96,7 +96,7 @@ SCALES: dict[str, Scale] = {
         micro_batch_size=4,
         # The RCP's 4e-4 at GBS 8 moves this 4-layer model's adapters about as much per
         # evaluation as the seeds differ; 1e-3 makes the target a point all 10 measured seeds
-        # cross after 3 to 6 counted evaluations (bench/RESULTS.md), like the real benchmark.
+        # cross after 3 to 7 counted evaluations (bench/RESULTS.md), like the real benchmark.
         lr=1e-3,
         warmup_steps=0,
         max_steps=OPT_LEARNING_RATE_TRAINING_STEPS,
