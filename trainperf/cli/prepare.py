@@ -38,8 +38,15 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--raw",
         metavar="DIR",
-        help="flux1: encode raw images and captions (not implemented; the default downloads the "
-        "MLPerf preprocessed encodings)",
+        help="flux1 full: encode raw image + .txt caption pairs from DIR/cc12m and DIR/coco with "
+        "the FLUX.1 VAE, CLIP and T5 (needs trainperf[flux-raw]) instead of downloading the "
+        "MLPerf encodings",
+    )
+    p.add_argument(
+        "--encoders",
+        metavar="DIR_OR_HUB_ID",
+        help="with --raw: a diffusers FLUX.1 pipeline (vae/, text_encoder/, tokenizer/, "
+        "text_encoder_2/, tokenizer_2/); default black-forest-labs/FLUX.1-schnell",
     )
     p.add_argument(
         "--dataset-uri",
@@ -66,6 +73,7 @@ def cmd(args: argparse.Namespace) -> int:
         raw_c4=Path(args.raw_c4) if args.raw_c4 else None,
         tokenizer=Path(args.tokenizer) if args.tokenizer else None,
         raw_images=Path(args.raw) if args.raw else None,
+        encoders=args.encoders,
         dataset_uri=args.dataset_uri,
         tokenizer_uri=args.tokenizer_uri,
         workers=args.workers,

@@ -155,13 +155,10 @@ def prepare_flux_benchmark(
     spec: BenchmarkSpec, cfg: Config, o: PrepareOptions, *, log: Log, console: Any
 ) -> Path:
     """`prepare_benchmark` for flux1's full-scale data (``cc12m``): download and verify."""
-    if o.raw_images:
-        raise ValueError(
-            "--raw (encoding raw CC12M and COCO images with T5, CLIP and the VAE) is not "
-            f"implemented; `trainperf prepare {cfg.benchmark} --scale {cfg.scale}` without --raw "
-            "downloads the MLPerf preprocessed sets, which are those encodings"
-        )
     from trainperf.data import flux
+
+    if o.raw_images:
+        return encode_flux_benchmark(spec, cfg, o, log=log)
 
     uri = o.dataset_uri or spec.data.dataset_uri
     root = data_dir(cfg)
@@ -176,4 +173,35 @@ def prepare_flux_benchmark(
         log=log,
         console=console,
     )
+    return root
+
+
+def encode_flux_benchmark(spec: BenchmarkSpec, cfg: Config, o: PrepareOptions, *, log: Log) -> Path:
+    """``prepare flux1 --raw DIR``: encode the raw pairs with the FLUX.1 encoders, then open the
+    result as a run would (its shapes against the model; any row count)."""
+    import torch
+
+    from trainperf.data import flux
+    from trainperf.data.flux_encode import (
+        DEFAULT_ENCODERS,
+        RAW_SPLITS,
+        encode_raw_flux,
+        load_encoders,
+        raw_pairs,
+    )
+    from trainperf.data.flux_format import EMPTY_DIR, EVAL_DIR, TRAIN_DIR
+
+    assert o.raw_images is not None
+    for name in RAW_SPLITS:  # the inputs first: no encoder download for a wrong folder
+        raw_pairs(o.raw_images / name)
+    if o.verify_only:
+        raise ValueError("--raw encodes; --verify checks prepared sets: give one of them")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    source = o.encoders or DEFAULT_ENCODERS
+    log(f"loading the FLUX.1 encoders (VAE, CLIP, T5) from {source} on {device}")
+    root = data_dir(cfg)
+    encode_raw_flux(o.raw_images, root, load_encoders(source, device=device), log=log)
+    paths = DataPaths(root, root / TRAIN_DIR, root / EVAL_DIR, root / EMPTY_DIR)
+    for line in flux.verify_flux(paths, model_cfg=spec.family.model_config(cfg)):
+        log(line)
     return root

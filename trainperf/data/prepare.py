@@ -327,7 +327,9 @@ class PrepareOptions:
     tokenizer_uri: str | None = None
     """MLCommons .uri of the tokenizer instead of the rules' own."""
     raw_images: Path | None = None
-    """flux1: encode raw images and captions from this folder (not implemented: refused)."""
+    """flux1: encode raw images and captions from this folder (``data/flux_encode.py``)."""
+    encoders: str | None = None
+    """With raw_images: a diffusers FLUX.1 pipeline folder or hub id (default FLUX.1-schnell)."""
     workers: int = 8
     """Parallel downloads."""
 

@@ -184,10 +184,10 @@ def test_sources_beside_one_uri() -> None:
     assert FluxSources().train_uri.startswith("https://training.mlcommons-storage.org/metadata/")
 
 
-def test_raw_is_refused_with_exit_2(spec, capsys) -> None:
+def test_raw_checks_its_folders_before_any_encoder_with_exit_2(spec, capsys) -> None:
     from trainperf.cli import main
 
-    assert main(["prepare", "flux1", "--raw", "/tmp/images"]) == 2
+    assert main(["prepare", "flux1", "--raw", "/nonexistent/images"]) == 2
     out = capsys.readouterr()
-    assert "--raw (encoding raw CC12M and COCO images" in out.out + out.err
-    assert "not implemented" in out.out + out.err and "Traceback" not in out.out + out.err
+    assert "/nonexistent/images/cc12m not found" in out.out + out.err
+    assert "Traceback" not in out.out + out.err
