@@ -90,6 +90,10 @@ def test_golden_first_evals(tiny_runs, mllog):
 def test_list_and_help(trainperf):
     out = trainperf("list", check=True).stdout
     assert "llama31_8b" in out and "tiny" in out and "full" in out
+    assert "rounds: v5.0, v5.1, v6.0 (retired)" in out  # llama31_405b (stacked: not a terminal)
+    retired = trainperf("run", "llama31_405b", "--scale", "proxy", "--no-progress")
+    said = " ".join((retired.stdout + retired.stderr).split())
+    assert "llama31_405b is retired in MLPerf Training v6.1 (its last round: v6.0)" in said
     for cmd in ("list", "prepare", "run", "score"):
         assert trainperf(cmd, "--help", check=True).stdout.startswith("usage: trainperf")
     assert "run" in trainperf("--help", check=True).stdout

@@ -14,8 +14,19 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     spec.name: spec
     for spec in (llama31_8b.SPEC, llama2_70b_lora.SPEC, llama31_405b.SPEC, flux1.SPEC)
 }
+NEWEST_RULESET = max(
+    (r for spec in BENCHMARKS.values() for r in spec.rulesets),
+    key=lambda r: tuple(int(x) for x in r.split(".")),
+)
+"""The newest MLPerf Training round trainperf knows (as an mlperf_logging ruleset)."""
 DEFAULT_BENCHMARK = llama31_8b.SPEC.name
 DEFAULT_SCALE = "tiny"
+
+
+def rounds_of(spec: BenchmarkSpec) -> str:
+    """'v5.1, v6.0, v6.1', with '(retired)' when the newest round lacks it."""
+    retired = " (retired)" if spec.retired_note(NEWEST_RULESET) else ""
+    return ", ".join(spec.rounds) + retired
 
 
 def get_benchmark(name: str) -> BenchmarkSpec:

@@ -123,6 +123,12 @@ class DataSpec:
     """Why ``prepare`` cannot fetch the starting checkpoint, when it cannot."""
 
 
+def round_name(ruleset: str) -> str:
+    """An mlperf_logging ruleset's MLPerf round: '6.1.0' -> 'v6.1'."""
+    major, minor, *_ = ruleset.split(".")
+    return f"v{major}.{minor}"
+
+
 @dataclass(frozen=True)
 class BenchmarkSpec:
     name: str
@@ -158,6 +164,24 @@ class BenchmarkSpec:
     a run (``trainperf report``'s conformance); some follow from others (decay from warmup)."""
     rcp_points: Mapping[int, tuple[float, int | None]] = field(default_factory=dict)
     """The RCPs' choices the rules leave free: GBS -> (base LR, warmup samples or None)."""
+
+    @property
+    def rounds(self) -> tuple[str, ...]:
+        """The MLPerf Training rounds that have it, oldest first: ('v5.1', 'v6.0', ...)."""
+        return tuple(round_name(r) for r in self.rulesets)
+
+    def retired_note(self, newest: str) -> str | None:
+        """None when ruleset `newest` (the newest round) has this benchmark; else what a run of
+        it is told: its last round, and the ruleset its logs are checked and scored under."""
+        if newest in self.rulesets:
+            return None
+        last = self.rulesets[-1]
+        return (
+            f"{self.name} is retired in MLPerf Training {round_name(newest)} (its last round: "
+            f"{round_name(last)}); its runs follow ruleset {last}, which check and score use "
+            "for its logs"
+        )
+
     lr_schedule: str = "cosine"
     """The reference's LR schedule (``train.lr_schedule``): what ``report`` checks a log's
     per-step LRs against when no config of ours is beside it."""

@@ -12,16 +12,18 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def cmd(_: argparse.Namespace) -> int:
-    from trainperf.benchmarks import BENCHMARKS
+    from trainperf.benchmarks import BENCHMARKS, rounds_of
     from trainperf.data.prepare import data_dir, data_status
 
-    columns = ["benchmark", "scale", "model", "seq", "GBS", "target", "data", "description"]
+    columns = ["benchmark", "rounds", "scale", "model", "seq", "GBS", "target", "data"]
+    columns.append("description")
     rows = []
     for name, spec in BENCHMARKS.items():
         for scale, s in spec.scales.items():
             cfg = spec.config(scale)
             data = f"{data_status(cfg)} ({s.data_source}: {data_dir(cfg)})"
-            rows.append([name, scale, s.flavor, str(s.seq_len), str(s.global_batch_size),
-                         f"<= {s.target:g}", data, s.description])  # fmt: skip
+            rows.append([name, rounds_of(spec), scale, s.flavor, str(s.seq_len),
+                         str(s.global_batch_size), f"<= {s.target:g}", data,
+                         s.description])  # fmt: skip
     print_rows("trainperf benchmarks", columns, rows, out=stdout)
     return 0

@@ -79,6 +79,8 @@ def cmd(args: argparse.Namespace) -> int:
     from trainperf.train.distributed import launched_by_torchrun
 
     cfg = resolve_run_config(args)
+    if not launched_by_torchrun() and (note := retired_note(cfg.benchmark)):
+        console.print(f"[yellow]note:[/] {note}")
     if args.system and not launched_by_torchrun() and not args.in_slurm_job:
         cfg = _apply_system(args, cfg)
     request = RunRequest(
@@ -109,6 +111,13 @@ def cmd(args: argparse.Namespace) -> int:
     if result.peak_memory_gib is not None:
         stdout.print(f"peak GPU memory {result.peak_memory_gib:.2f} GiB (rank 0)")
     return 0 if result.status == "success" else 1
+
+
+def retired_note(benchmark: str) -> str | None:
+    """What a run of a benchmark that the newest round no longer has is told first."""
+    from trainperf.benchmarks import NEWEST_RULESET, get_benchmark
+
+    return get_benchmark(benchmark).retired_note(NEWEST_RULESET)
 
 
 def evaluation_note(result: RunResult, cfg: Config) -> str:

@@ -44,3 +44,22 @@ def test_spec_fields_agree(spec: BenchmarkSpec) -> None:
     full = spec.config("full")
     assert full.train.eval_samples == spec.eval.eval_samples
     assert full.train.eval_every_samples == spec.eval.every_samples
+
+
+def test_rounds_and_retirement() -> None:
+    """Each spec names its rounds from its rulesets; the newest round trainperf knows is the
+    newest of them, and a benchmark it lacks (llama31_405b after v6.0) is retired there."""
+    from trainperf.benchmarks import BENCHMARKS, NEWEST_RULESET, rounds_of
+    from trainperf.benchmarks.spec import round_name
+
+    assert round_name("6.1.0") == "v6.1" and round_name("5.0.0") == "v5.0"
+    assert NEWEST_RULESET == "6.1.0"
+    lr = BENCHMARKS["llama31_405b"]
+    assert lr.rounds == ("v5.0", "v5.1", "v6.0")
+    assert rounds_of(lr) == "v5.0, v5.1, v6.0 (retired)"
+    note = lr.retired_note(NEWEST_RULESET)
+    assert note is not None and "retired in MLPerf Training v6.1" in note
+    assert "its last round: v6.0" in note and "ruleset 6.0.0" in note
+    for name in ("llama31_8b", "llama2_70b_lora", "flux1"):
+        assert BENCHMARKS[name].retired_note(NEWEST_RULESET) is None
+        assert rounds_of(BENCHMARKS[name]).endswith("v6.1")
