@@ -80,7 +80,7 @@ def cmd(args: argparse.Namespace) -> int:
 
     cfg = resolve_run_config(args)
     if not launched_by_torchrun() and (note := retired_note(cfg.benchmark)):
-        console.print(f"[yellow]note:[/] {note}")
+        stdout.print(f"[yellow]note:[/] {note}")  # information: stderr keeps only errors
     if args.system and not launched_by_torchrun() and not args.in_slurm_job:
         cfg = _apply_system(args, cfg)
     request = RunRequest(
