@@ -1,6 +1,6 @@
-"""Model families, one folder each (``llama/``, ``flux/``), and what they share: the family record
-(`family.py`), sharded safetensors checkpoints (`checkpoint.py`), LoRA adapters for any
-``nn.Linear`` (`lora.py`) and hub downloads (`hub.py`).
+"""Model families, one folder each (``llama/``, ``flux/``, ``gpt_oss/``), and what they share:
+the family record (`family.py`), sharded safetensors checkpoints (`checkpoint.py`), LoRA
+adapters for any ``nn.Linear`` (`lora.py`) and hub downloads (`hub.py`).
 
 A benchmark spec names its family; `get_family` imports it on first use.
 """
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from trainperf.models.family import ModelFamily
 
-FAMILIES = ("llama", "flux")
+FAMILIES = ("llama", "flux", "gpt_oss")
 """The folders under models/ that hold a family (each with a FAMILY record)."""
 
 

@@ -10,7 +10,10 @@ family's ``parallelize.py``); the modules of this package apply it and name no m
 - ``attention_kernels``: the causal-attention kernel modules, by owner and attribute, that
   context parallel swaps for its all-gather kernel (empty: no context parallel);
 - ``float8_skip``: Linear names (last segments: ``output``, ``adaLN_modulation.1``) kept in high
-  precision under float8 (an output layer whose logits feed the softmax, ...).
+  precision under float8 (an output layer whose logits feed the softmax, ...);
+- ``moe_layers``: the mixture-of-experts layers, each with an ``experts`` module (its parameters
+  have the experts on dim 0) and a ``dispatch`` function, that expert parallel shards and swaps
+  (empty: no expert parallel).
 
 What a tensor-parallel degree must divide is the family's ``tp_sizes`` (checked before any
 model is built).
@@ -48,6 +51,8 @@ class ParallelPlan:
     float8_skip: tuple[str, ...] = ()
     """Linear layers float8 leaves in high precision, by the last segments of their names
     ('output' matches 'output' and 'x.output'; dotted entries match as many segments)."""
+    moe_layers: list[nn.Module] = field(default_factory=list)
+    """Mixture-of-experts layers (``.experts``, ``.dispatch``) for expert parallel."""
 
     def block_items(self) -> list[tuple[nn.ModuleDict, str, nn.Module]]:
         """(container, name, block) for every block, in forward order."""

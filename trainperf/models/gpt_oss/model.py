@@ -1,0 +1,645 @@
+"""gpt-oss (OpenAI's mixture-of-experts decoder) in one file: config, size registry, modules,
+FLOP count.
+
+The architecture of HF Transformers' ``GptOssForCausalLM`` (and OpenAI's gpt-oss-20b):
+pre-norm blocks of grouped-query attention with learned per-head *sinks* (an extra logit in
+every softmax row that takes probability mass and contributes no value), sliding-window (128
+tokens) and full attention alternating (even layers slide), YaRN-scaled RoPE on half-split
+channels, biases on every projection; the feed-forward is a mixture of experts: a linear router
+(with bias) picks the top-k experts per token and weights them by a softmax over the k chosen
+logits; each expert is a clamped SwiGLU (``(up + 1) * gate * sigmoid(1.702 gate)``, gate and
+up clamped at 7) with biases.
+
+The experts run as two grouped GEMMs over the tokens sorted by expert (`F.grouped_mm`, no loop
+over experts); expert parallelism (``parallel/ep.py``) swaps the `Experts` module's
+``dispatch`` for an all-to-all over the ranks that share the experts. Parameter names follow
+torchtitan (``tok_embeddings``, ``layers.{i}.attention.wq``, ``layers.{i}.moe.experts``...);
+HF's live only in ``hf.py``. The expert tensors keep HF's layout ((experts, in, out), gate and
+up interleaved in the columns of ``gate_up``), so a checkpoint loads by name.
+
+    with torch.device("meta"):
+        model = GptOss(get_gpt_oss_config("gpt-oss-20b"))
+    model.to_empty(device="cuda")
+    model.init_weights()
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from trainperf.models.registry import from_registry
+
+
+@dataclass(frozen=True)
+class Yarn:
+    """YaRN RoPE scaling ("rope_type": "yarn" in the HF config; gpt-oss: factor 32 from 4096)."""
+
+    factor: float = 32.0
+    """Context extension factor: low frequencies are divided by it."""
+    beta_fast: float = 32.0
+    """Rotations over the original context above which a frequency is kept (extrapolated)."""
+    beta_slow: float = 1.0
+    """Rotations below which a frequency is fully interpolated (divided by factor)."""
+    original_max_position_embeddings: int = 4096
+    truncate: bool = False
+    """Round the ramp's ends to whole channels (HF's default True; gpt-oss sets False)."""
+
+    @property
+    def attention_factor(self) -> float:
+        """cos and sin are multiplied by 0.1 ln(factor) + 1 (YaRN's mscale)."""
+        return 0.1 * math.log(self.factor) + 1.0 if self.factor > 1 else 1.0
+
+
+@dataclass
+class GptOssConfig:
+    """Sizes and numerics of a gpt-oss decoder. Get one with `get_gpt_oss_config(name)`."""
+
+    dim: int
+    """Hidden size (model width); gpt-oss: 2880."""
+    n_layers: int
+    n_heads: int
+    """Query heads."""
+    n_kv_heads: int
+    """Key/value heads (grouped-query attention); must divide n_heads."""
+    head_dim: int
+    """Channels per head (64 in gpt-oss; n_heads x head_dim need not equal dim)."""
+    vocab_size: int
+    n_experts: int
+    """Experts per MoE layer."""
+    top_k: int
+    """Experts each token is routed to."""
+    moe_dim: int
+    """Hidden width of one expert's SwiGLU (HF intermediate_size)."""
+    sliding_window: int | None = 128
+    """Keys a query of a sliding layer sees (itself and the window - 1 before it); None: every
+    layer attends to the whole prefix."""
+    rope_theta: float = 150000.0
+    yarn: Yarn | None = Yarn()
+    norm_eps: float = 1e-5
+    swiglu_alpha: float = 1.702
+    """Sigmoid gain of gpt-oss's clamped SwiGLU."""
+    swiglu_limit: float | None = 7.0
+    """Clamp of gpt-oss's SwiGLU (gate above, up both sides; output (up + 1) x gate x
+    sigmoid(alpha gate)); None: the plain SwiGLU silu(gate) x up (Megatron's ``swiglu``)."""
+    attention_sinks: bool = True
+    """A learned logit per head in every softmax row (HF ``sinks``); False: plain softmax."""
+    bias: bool = True
+    """Biases on every projection, the router and the experts (HF); False: none (Megatron's
+    ``add_bias_linear: false``)."""
+    router_aux_loss_coef: float = 0.0
+    """Weight of the load-balancing loss (HF's ``load_balancing_loss_func``) added to the
+    training loss; 0 leaves it out (HF's default: output_router_logits False)."""
+    max_seq_len: int = 8192
+    init_std: float = 0.02
+    """Standard deviation of the weights' normal init (see `GptOss.init_weights`)."""
+
+    def __post_init__(self) -> None:
+        sizes = ("dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "vocab_size",
+                 "n_experts", "top_k", "moe_dim", "max_seq_len")  # fmt: skip
+        for name in sizes:
+            if getattr(self, name) <= 0:
+                raise ValueError(f"GptOssConfig.{name}({getattr(self, name)}) must be positive")
+        if self.n_heads % self.n_kv_heads:
+            raise ValueError(
+                f"n_heads({self.n_heads}) must be divisible by n_kv_heads({self.n_kv_heads})"
+            )
+        if self.top_k > self.n_experts:
+            raise ValueError(f"top_k({self.top_k}) exceeds n_experts({self.n_experts})")
+        if self.head_dim % 2:
+            raise ValueError(f"head_dim({self.head_dim}) must be even for RoPE")
+        if self.sliding_window is not None and self.sliding_window <= 0:
+            raise ValueError(f"sliding_window({self.sliding_window}) must be positive or None")
+
+    def is_sliding(self, layer: int) -> bool:
+        """HF's layer_types: even layers (0, 2, ...) use the sliding window."""
+        return self.sliding_window is not None and layer % 2 == 0
+
+
+GPT_OSS_CONFIGS: dict[str, GptOssConfig] = {
+    # Tiny flavor for tests: every feature on (sinks, window 8 < the test sequences, YaRN with
+    # all three frequency bands at head_dim 16 from 32 original positions, 8 experts top-2).
+    "debug": GptOssConfig(
+        dim=64,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        head_dim=16,
+        vocab_size=256,
+        n_experts=8,
+        top_k=2,
+        moe_dim=32,
+        sliding_window=8,
+        rope_theta=10000.0,
+        yarn=Yarn(factor=4.0, original_max_position_embeddings=32),
+        max_seq_len=128,
+    ),  # fmt: skip
+    # trainperf's tiny scale (CPU, minutes): the MLPerf reference's variant (below) at toy size
+    # on the built-in corpus; the vocabulary follows the built-in tokenizer (set by the run).
+    "tiny": GptOssConfig(
+        dim=128,
+        n_layers=2,
+        n_heads=4,
+        n_kv_heads=2,
+        head_dim=32,
+        vocab_size=2048,
+        n_experts=8,
+        top_k=2,
+        moe_dim=128,
+        sliding_window=33,
+        max_seq_len=256,
+        yarn=None,
+        swiglu_limit=None,
+        attention_sinks=False,
+        bias=False,
+        norm_eps=1e-6,
+        init_std=0.02,
+    ),  # fmt: skip
+    # trainperf's small scale (one GPU, minutes): the reference's variant, 8 layers, 16 experts.
+    "small": GptOssConfig(
+        dim=512,
+        n_layers=8,
+        n_heads=8,
+        n_kv_heads=4,
+        head_dim=64,
+        vocab_size=8192,
+        n_experts=16,
+        top_k=4,
+        moe_dim=512,
+        max_seq_len=2048,
+        sliding_window=129,
+        yarn=None,
+        swiglu_limit=None,
+        attention_sinks=False,
+        bias=False,
+        norm_eps=1e-6,
+        init_std=0.008,
+    ),  # fmt: skip
+    # MLPerf gpt_oss_20b's reference (mlcommons/training small_llm_moe_pretraining/primus,
+    # Megatron): gpt-oss-20b's shapes with the Llama 3.1 tokenizer (128,256), plain SwiGLU, no
+    # biases, no sinks, plain RoPE (base 150,000, no YaRN), window (128, 0) = 129 keys with the
+    # query itself on even layers, RMSNorm eps 1e-6, init std 0.008, no load-balancing loss.
+    "gpt-oss-20b-mlperf": GptOssConfig(
+        dim=2880,
+        n_layers=24,
+        n_heads=64,
+        n_kv_heads=8,
+        head_dim=64,
+        vocab_size=128256,
+        n_experts=32,
+        top_k=4,
+        moe_dim=2880,
+        max_seq_len=8192,
+        sliding_window=129,
+        yarn=None,
+        swiglu_limit=None,
+        attention_sinks=False,
+        bias=False,
+        norm_eps=1e-6,
+        init_std=0.008,
+    ),  # fmt: skip
+    # NVIDIA's v6.0 gpt_oss_20b submission (Megatron-Bridge GPTModelProvider): gpt-oss as HF
+    # implements it (sinks, clamped SwiGLU, YaRN, window (127, 0) = 128 keys) with the Llama
+    # 3.1 tokenizer.
+    "gpt-oss-20b-nvidia": GptOssConfig(
+        dim=2880,
+        n_layers=24,
+        n_heads=64,
+        n_kv_heads=8,
+        head_dim=64,
+        vocab_size=128256,
+        n_experts=32,
+        top_k=4,
+        moe_dim=2880,
+        max_seq_len=8192,
+        init_std=0.008,
+    ),  # fmt: skip
+    # openai/gpt-oss-20b config.json (HF GptOssConfig): 24 layers, 32 experts, top-4,
+    # 20.9 B parameters (3.6 B active per token); sequences of MLPerf's 8192 tokens.
+    "gpt-oss-20b": GptOssConfig(
+        dim=2880,
+        n_layers=24,
+        n_heads=64,
+        n_kv_heads=8,
+        head_dim=64,
+        vocab_size=201088,
+        n_experts=32,
+        top_k=4,
+        moe_dim=2880,
+        max_seq_len=8192,
+    ),  # fmt: skip
+    # openai/gpt-oss-120b config.json: 36 layers, 128 experts, top-4 (116.8 B, 5.1 B active).
+    "gpt-oss-120b": GptOssConfig(
+        dim=2880,
+        n_layers=36,
+        n_heads=64,
+        n_kv_heads=8,
+        head_dim=64,
+        vocab_size=201088,
+        n_experts=128,
+        top_k=4,
+        moe_dim=2880,
+        max_seq_len=8192,
+    ),  # fmt: skip
+}
+
+
+def get_gpt_oss_config(name: str, **overrides: object) -> GptOssConfig:
+    """A fresh copy of the registry entry `name`, with `overrides` applied and validated."""
+    cfg = from_registry(GPT_OSS_CONFIGS, name, "gpt-oss", **overrides)
+    cfg.__post_init__()
+    return cfg
+
+
+# --- RoPE ---------------------------------------------------------------------------------------
+
+
+def rope_freqs(cfg: GptOssConfig) -> torch.Tensor:
+    """Per-pair rotation frequencies (head_dim // 2,) float32: theta ** (-2i / head_dim), with
+    YaRN blending interpolated (/ factor) and original frequencies along a linear ramp between
+    the channels that turn beta_slow and beta_fast times over the original context."""
+    d = cfg.head_dim
+    freqs = 1.0 / cfg.rope_theta ** (torch.arange(0, d, 2, dtype=torch.float32) / d)
+    y = cfg.yarn
+    if y is None:
+        return freqs
+
+    def channel(rotations: float) -> float:  # the channel turning `rotations` times
+        span = y.original_max_position_embeddings / (rotations * 2 * math.pi)
+        return d * math.log(span) / (2 * math.log(cfg.rope_theta))
+
+    low, high = channel(y.beta_fast), channel(y.beta_slow)
+    if y.truncate:
+        low, high = math.floor(low), math.ceil(high)
+    low, high = max(low, 0), min(high, d - 1)
+    high = high + 0.001 if low == high else high
+    ramp = ((torch.arange(d // 2, dtype=torch.float32) - low) / (high - low)).clamp(0, 1)
+    return freqs / y.factor * ramp + freqs * (1 - ramp)
+
+
+def rope_cache(cfg: GptOssConfig, device: torch.device | str | None = None) -> torch.Tensor:
+    """(max_seq_len, head_dim // 2, 2) float32: cos and sin of position x freq, times YaRN's
+    attention factor (as HF scales them)."""
+    scale = cfg.yarn.attention_factor if cfg.yarn is not None else 1.0
+    angles = torch.outer(torch.arange(cfg.max_seq_len, dtype=torch.float32), rope_freqs(cfg))
+    return (torch.stack([angles.cos(), angles.sin()], dim=-1) * scale).to(device or "cpu")
+
+
+def apply_rope(x: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
+    """Rotate x (B, T, heads, head_dim) by position, half-split pairs (x_i, x_{i + D/2})."""
+    T = x.shape[1]
+    cos, sin = cache[..., 0].view(1, T, 1, -1), cache[..., 1].view(1, T, 1, -1)
+    x1, x2 = x.float().chunk(2, dim=-1)
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], dim=-1).type_as(x)
+
+
+# --- modules ------------------------------------------------------------------------------------
+
+
+class RMSNorm(nn.Module):
+    """x / sqrt(mean(x^2) + eps) * weight in float32, cast back to x's dtype."""
+
+    def __init__(self, dim: int, *, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.empty(dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x32 = x.float()
+        return (
+            (x32 * torch.rsqrt(x32.pow(2).mean(-1, keepdim=True) + self.eps))
+            .mul(self.weight.float())
+            .type_as(x)
+        )
+
+
+class SinkAttention(nn.Module):
+    """softmax([q k^T / sqrt(D), sink]) v without the sink's column: causal, optionally within
+    a sliding window. A module of its own so that parallelism can swap the kernel.
+
+    On CUDA: FlexAttention (compiled) with a block mask, and the sink applied to its output
+    through the log-sum-exp: out * sigmoid(lse - sink) (the softmax over the row plus the sink,
+    exactly). Elsewhere (CPU: FlexAttention has no CPU backward): the explicit softmax.
+    """
+
+    def __init__(self, window: int | None) -> None:
+        super().__init__()
+        self.window = window
+
+    def forward(self, q, k, v, sinks: torch.Tensor | None) -> torch.Tensor:
+        # q (B, H, T, D); k, v (B, KV, T, D); sinks (H,) or None (a plain softmax)
+        if q.is_cuda:
+            return self._flex(q, k, v, sinks)
+        return self._explicit(q, k, v, sinks)
+
+    def _mask(self, T: int, device: torch.device) -> torch.Tensor:
+        i = torch.arange(T, device=device)
+        mask = i[:, None] >= i[None, :]
+        if self.window is not None:
+            mask &= i[:, None] - i[None, :] < self.window
+        return mask
+
+    def _explicit(self, q, k, v, sinks):
+        B, H, T, D = q.shape
+        rep = H // k.shape[1]
+        k, v = k.repeat_interleave(rep, dim=1), v.repeat_interleave(rep, dim=1)
+        scores = (q @ k.transpose(-1, -2)).float() * D**-0.5  # (B, H, T, T)
+        scores = scores.masked_fill(~self._mask(T, q.device), float("-inf"))
+        if sinks is None:
+            return scores.softmax(dim=-1).type_as(v) @ v
+        sink = sinks.float().view(1, H, 1, 1).expand(B, H, T, 1)
+        probs = torch.cat([scores, sink], dim=-1).softmax(dim=-1)[..., :-1]
+        return probs.type_as(v) @ v
+
+    def _flex(self, q, k, v, sinks):
+        out, lse = flex_attention_lse(q, k, v, self.window)
+        if sinks is None:
+            return out
+        weight = torch.sigmoid(lse.float() - sinks.float().view(1, -1, 1)).unsqueeze(-1)
+        return (out.float() * weight).type_as(q)
+
+
+_BLOCK_MASKS: dict = {}
+
+
+def flex_attention_lse(q, k, v, window: int | None):
+    """FlexAttention's output and log-sum-exp (natural log) for the causal (windowed) mask."""
+    from torch.nn.attention.flex_attention import AuxRequest, create_block_mask, flex_attention
+
+    T = q.shape[2]
+    key = (T, window, q.device)
+    if key not in _BLOCK_MASKS:
+
+        def mask(b, h, qi, ki):
+            causal = qi >= ki
+            return causal if window is None else causal & (qi - ki < window)
+
+        _BLOCK_MASKS[key] = create_block_mask(mask, None, None, T, T, device=q.device)
+    gqa = q.shape[1] != k.shape[1]
+    out, aux = _compiled_flex(flex_attention)(
+        q, k, v, block_mask=_BLOCK_MASKS[key], enable_gqa=gqa, return_aux=AuxRequest(lse=True)
+    )
+    return out, aux.lse
+
+
+_FLEX: list = []
+
+
+def _compiled_flex(flex: Callable) -> Callable:
+    if not _FLEX:
+        _FLEX.append(torch.compile(flex, dynamic=False))
+    return _FLEX[0]
+
+
+class Attention(nn.Module):
+    """Grouped-query attention with biases, half-split YaRN RoPE and per-head sinks."""
+
+    def __init__(self, cfg: GptOssConfig, layer_id: int) -> None:
+        super().__init__()
+        self.head_dim = cfg.head_dim
+        q_dim, kv_dim = cfg.n_heads * cfg.head_dim, cfg.n_kv_heads * cfg.head_dim
+        self.wq = nn.Linear(cfg.dim, q_dim, bias=cfg.bias)
+        self.wk = nn.Linear(cfg.dim, kv_dim, bias=cfg.bias)
+        self.wv = nn.Linear(cfg.dim, kv_dim, bias=cfg.bias)
+        self.wo = nn.Linear(q_dim, cfg.dim, bias=cfg.bias)
+        self.sinks = nn.Parameter(torch.empty(cfg.n_heads)) if cfg.attention_sinks else None
+        self.sdpa = SinkAttention(cfg.sliding_window if cfg.is_sliding(layer_id) else None)
+
+    def forward(self, x: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
+        B, T, _ = x.shape
+        q = apply_rope(self.wq(x).view(B, T, -1, self.head_dim), cache)
+        k = apply_rope(self.wk(x).view(B, T, -1, self.head_dim), cache)
+        v = self.wv(x).view(B, T, -1, self.head_dim)
+        out = self.sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.sinks)
+        return self.wo(out.transpose(1, 2).reshape(B, T, -1))
+
+
+def grouped_mm(x: torch.Tensor, w: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
+    """Rows [offs[e-1], offs[e]) of x times w[e], for every expert e, in one kernel.
+
+    CUDA's grouped GEMM takes bf16 only: other dtypes there (float32 checks on a GPU) run one
+    matmul per expert instead.
+    """
+    if x.is_cuda and x.dtype != torch.bfloat16:
+        starts = torch.cat([offs.new_zeros(1), offs[:-1]]).tolist()
+        parts = [x[s:e] @ w[i] for i, (s, e) in enumerate(zip(starts, offs.tolist()))]
+        return torch.cat(parts)
+    return F.grouped_mm(x, w, offs=offs)
+
+
+class Experts(nn.Module):
+    """n_experts clamped-SwiGLU MLPs, applied to tokens already sorted by expert.
+
+    gate_up (E, dim, 2 moe_dim): gate and up interleaved in the columns (gate = even), with
+    gate_up_bias (E, 2 moe_dim); down (E, moe_dim, dim) with down_bias (E, dim): HF's layout
+    (the biases only with ``cfg.bias``).
+    """
+
+    def __init__(self, cfg: GptOssConfig) -> None:
+        super().__init__()
+        E, h, f = cfg.n_experts, cfg.dim, cfg.moe_dim
+        self.alpha, self.limit = cfg.swiglu_alpha, cfg.swiglu_limit
+        self.gate_up = nn.Parameter(torch.empty(E, h, 2 * f))
+        self.down = nn.Parameter(torch.empty(E, f, h))
+        self.gate_up_bias = nn.Parameter(torch.empty(E, 2 * f)) if cfg.bias else None
+        self.down_bias = nn.Parameter(torch.empty(E, h)) if cfg.bias else None
+
+    def activation(self, h: torch.Tensor) -> torch.Tensor:
+        """gpt-oss's clamped SwiGLU of the interleaved (gate, up) columns, or the plain one."""
+        gate, up = h[:, ::2], h[:, 1::2]
+        if self.limit is None:
+            return F.silu(gate) * up
+        gate, up = gate.clamp(max=self.limit), up.clamp(-self.limit, self.limit)
+        return (up + 1) * gate * torch.sigmoid(gate * self.alpha)
+
+    def forward(self, x: torch.Tensor, counts: torch.Tensor) -> torch.Tensor:
+        """x (n, dim): tokens grouped by expert, counts (E,) int32 of each group -> (n, dim)."""
+        offs = counts.cumsum(0, dtype=torch.int32)
+        expert = None
+        if self.gate_up_bias is not None:  # each row's expert, to add its biases
+            expert = torch.repeat_interleave(
+                torch.arange(len(counts), device=x.device), counts, output_size=x.shape[0]
+            )
+        gate_up, down = _compute(self.gate_up, x), _compute(self.down, x)
+        h = grouped_mm(x.type_as(gate_up), gate_up, offs)
+        if self.gate_up_bias is not None:
+            h = h + self.gate_up_bias[expert]
+        out = grouped_mm(self.activation(h).type_as(down), down, offs)
+        return out if self.down_bias is None else out + self.down_bias[expert]
+
+
+def _compute(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """w in the dtype the matmul runs in: autocast's (bf16 under the trainer) when enabled."""
+    device = x.device.type
+    if torch.is_autocast_enabled(device):
+        return w.to(torch.get_autocast_dtype(device))
+    return w
+
+
+class MoE(nn.Module):
+    """Top-k routing and the experts; ``dispatch`` runs the experts on the routed copies of the
+    tokens (here: sort by expert, grouped GEMMs; expert parallelism swaps it for all-to-all)."""
+
+    def __init__(self, cfg: GptOssConfig) -> None:
+        super().__init__()
+        self.top_k, self.n_experts = cfg.top_k, cfg.n_experts
+        self.router = nn.Linear(cfg.dim, cfg.n_experts, bias=cfg.bias)
+        self.experts = Experts(cfg)
+        self.dispatch: Callable = local_dispatch
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, dim) -> (output, router logits (B T, E) for the load-balancing loss)."""
+        B, T, D = x.shape
+        tokens = x.reshape(-1, D)
+        logits = self.router(tokens)  # (N, E)
+        top, chosen = logits.topk(self.top_k, dim=-1)  # (N, k)
+        weights = top.softmax(dim=-1)
+        routed = self.dispatch(self.experts, tokens, chosen.flatten(), self.n_experts)  # (N k, D)
+        out = (routed.view(-1, self.top_k, D) * weights.unsqueeze(-1).type_as(routed)).sum(1)
+        return out.view(B, T, D).type_as(x), logits
+
+
+def local_dispatch(experts: Experts, tokens: torch.Tensor, chosen: torch.Tensor, n_experts: int):
+    """Every (token, choice) pair through its expert on this rank: tokens (N, D), chosen (N k,)
+    -> (N k, D) in the order of `chosen`."""
+    order = chosen.argsort(stable=True)
+    counts = torch.zeros(n_experts, dtype=torch.int32, device=chosen.device)
+    counts.scatter_add_(0, chosen, torch.ones_like(chosen, dtype=torch.int32))
+    k = chosen.shape[0] // tokens.shape[0]
+    out = experts(tokens[order // k], counts)
+    return torch.empty_like(out).index_copy_(0, order, out)
+
+
+class TransformerBlock(nn.Module):
+    """x + attention(norm(x)), then h + moe(norm(h)); returns the router logits too."""
+
+    def __init__(self, layer_id: int, cfg: GptOssConfig) -> None:
+        super().__init__()
+        self.attention_norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.attention = Attention(cfg, layer_id)
+        self.ffn_norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.moe = MoE(cfg)
+
+    def forward(self, x: torch.Tensor, cache: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = x + self.attention(self.attention_norm(x), cache)
+        out, logits = self.moe(self.ffn_norm(h))
+        return h + out, logits
+
+
+def load_balancing_loss(logits: list[torch.Tensor], top_k: int) -> torch.Tensor:
+    """HF's ``load_balancing_loss_func`` (Switch Transformer): E x sum_e f_e P_e, with f_e the
+    share of top-k assignments and P_e the mean router probability of expert e, both over every
+    token of every layer."""
+    probs = torch.cat(logits).float().softmax(dim=-1)  # (L N, E)
+    E = probs.shape[-1]
+    chosen = probs.topk(top_k, dim=-1).indices.flatten()
+    share = torch.zeros(E, device=probs.device).index_add_(
+        0, chosen, torch.ones_like(chosen, dtype=torch.float32)
+    )
+    return E * (share / probs.shape[0] * probs.mean(0)).sum()
+
+
+class GptOss(nn.Module):
+    """Decoder-only gpt-oss: tokens (B, T) -> logits (B, T, vocab_size); untied output."""
+
+    def __init__(self, cfg: GptOssConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.tok_embeddings = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.layers = nn.ModuleDict({str(i): TransformerBlock(i, cfg) for i in range(cfg.n_layers)})
+        self.norm = RMSNorm(cfg.dim, eps=cfg.norm_eps)
+        self.output = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        cache = rope_cache(cfg, device=self.output.weight.device)
+        self.register_buffer("rope_cache", cache, persistent=False)
+
+    def forward(
+        self,
+        tokens: torch.Tensor,
+        *,
+        positions: torch.Tensor | None = None,
+        head: Callable | None = None,
+    ) -> object:
+        """Logits (B, T, vocab_size) of `tokens` (B, T); or ``head(hidden, output.weight)``'s
+        (loss sum, count) (the trainer's chunked cross entropy), to which a training forward
+        adds router_aux_loss_coef x the load-balancing loss x count."""
+        if tokens.dim() != 2:
+            raise ValueError(f"tokens must be (batch, seq_len), got shape {tuple(tokens.shape)}")
+        T = tokens.shape[1]
+        if positions is None and T > self.cfg.max_seq_len:
+            raise ValueError(
+                f"sequence length {T} exceeds max_seq_len({self.cfg.max_seq_len}); shorten the "
+                "input or raise max_seq_len in the model config"
+            )
+        cache = self.rope_cache[:T] if positions is None else self.rope_cache[positions]
+        h = self.tok_embeddings(tokens)
+        router_logits = []
+        for layer in self.layers.values():
+            h, logits = layer(h, cache)
+            router_logits.append(logits)
+        if head is None:
+            return self.output(self.norm(h))
+        total, count = head(self.norm(h), self.output.weight)
+        if self.training and self.cfg.router_aux_loss_coef > 0:
+            aux = load_balancing_loss(router_logits, self.cfg.top_k)
+            total = total + self.cfg.router_aux_loss_coef * aux * count
+        return total, count
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """Megatron's init (the MLPerf reference trains from scratch with it): every weight,
+        expert, router, sink and the embedding ~ normal(0, init_std), the projections into the
+        residual stream (wo, the experts' down) ~ normal(0, init_std / sqrt(2 n_layers)); biases
+        zero, norms one. Recomputes the RoPE table."""
+        self.rope_cache.copy_(rope_cache(self.cfg, device=self.rope_cache.device))
+        std = self.cfg.init_std
+        for name, p in self.named_parameters():
+            leaf = name.rsplit(".", 1)[-1]
+            if name.endswith("norm.weight"):
+                nn.init.ones_(p)
+            elif leaf in ("bias", "gate_up_bias", "down_bias"):
+                nn.init.zeros_(p)
+            elif name.endswith(("attention.wo.weight", "experts.down")):
+                nn.init.normal_(p, mean=0.0, std=std / math.sqrt(2 * self.cfg.n_layers))
+            else:
+                nn.init.normal_(p, mean=0.0, std=std)
+
+
+# --- counts -------------------------------------------------------------------------------------
+
+
+def num_params(cfg: GptOssConfig, *, active: bool = False) -> int:
+    """Parameters of the model (active: only top_k of the n_experts experts of each layer)."""
+    with torch.device("meta"):
+        model = GptOss(dataclasses.replace(cfg, max_seq_len=1))
+    total = sum(p.numel() for p in model.parameters())
+    if active:
+        experts = sum(p.numel() for p in model.layers["0"].moe.experts.parameters())
+        total -= cfg.n_layers * experts * (cfg.n_experts - cfg.top_k) // cfg.n_experts
+    return total
+
+
+def attended_keys(cfg: GptOssConfig, layer: int, seq_len: int) -> int:
+    """Keys a query is scored against in the FLOP count: the window on sliding layers, the
+    whole sequence on full ones (causality not discounted, as MLPerf and NVIDIA count)."""
+    return min(cfg.sliding_window, seq_len) if cfg.is_sliding(layer) else seq_len
+
+
+def training_flops_per_token(cfg: GptOssConfig, seq_len: int) -> int:
+    """Exact matmul FLOPs of one training token (forward + backward = 6 per multiply-add),
+    counted on the model: every Linear, the router, the top_k experts a token really runs
+    (two grouped GEMMs each), the output layer, and attention's scores and weighted values
+    (2 x keys x n_heads x head_dim per layer). Norms, RoPE, softmax and the SwiGLU are left out."""
+    with torch.device("meta"):
+        model = GptOss(dataclasses.replace(cfg, max_seq_len=1))
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear)]
+    linear = sum(m.in_features * m.out_features for m in linears)
+    experts = cfg.n_layers * cfg.top_k * 3 * cfg.dim * cfg.moe_dim
+    keys = sum(attended_keys(cfg, i, seq_len) for i in range(cfg.n_layers))
+    attention = 2 * keys * cfg.n_heads * cfg.head_dim
+    return 6 * (linear + experts + attention)
