@@ -12,6 +12,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from full_run_logs import write_full_run
 from tiny_run_logs import write_tiny_run
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "mlperf_results"
@@ -34,6 +35,23 @@ def test_tiny_runs_get_one_verdict_line_each(tmp_path: Path, trainperf) -> None:
     assert lines[4].startswith("RCP (6.1.0): not applicable at scale tiny")
     assert lines[5:] == ["seeds: passed", "check passed"]
     assert "failed" not in proc.stdout.lower()  # no raw checker text contradicting "passed"
+
+
+def test_full_runs_of_a_benchmark_trainperf_cannot_train_pass(tmp_path: Path, trainperf) -> None:
+    # deepseekv3_671b: evaluations every step from step 43 (6.1.0), success at step 47
+    evals = {43: 3.647, 44: 3.611, 45: 3.604, 46: 3.602, 47: 3.556}
+    for i in range(3):
+        write_full_run(tmp_path, i, benchmark="deepseekv3_671b", evals=evals, seed=i + 1)
+    proc = trainperf("check", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("ruleset 6.1.0 (inferred from the logs: result_0.txt passes 6.0.0")
+    assert lines[1:4] == [f"result_{i}.txt: passed (compliance 6.1.0)" for i in range(3)]
+    assert lines[4:] == [
+        "RCP (6.1.0): pass: RCP found, factor 1.0",
+        "seeds: passed",
+        "check passed",
+    ]
 
 
 def test_verbose_adds_the_checkers_text(tmp_path: Path, trainperf) -> None:

@@ -34,3 +34,32 @@ def test_a_model_too_big_for_the_machine_is_refused(command, trainperf) -> None:
     assert "llama31_405b at scale full does not fit: it needs ~" in err
     assert "GiB for 1 CPU rank(s)" in err and "this machine's available RAM is" in err
     assert "--scale tiny" in err and "TRAINPERF_SKIP_MEMORY_CHECK=1" in err
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["run", "deepseekv3_671b"],
+        ["run", "deepseekv3_671b", "--scale", "full", "--nproc", "8"],
+        ["perf", "deepseekv3_671b"],
+        ["doctor", "deepseekv3_671b"],
+        ["systems", "deepseekv3_671b"],
+        ["prepare", "deepseekv3_671b", "--scale", "full"],
+    ],
+    ids=lambda args: "-".join(args),
+)
+def test_a_benchmark_without_a_model_family_is_refused(args, trainperf) -> None:
+    err = _refused(trainperf(*args))
+    assert err.startswith(
+        "error: deepseekv3_671b cannot be trained with trainperf: there is no DeepSeek-V3 "
+        "model family under trainperf/models (multi-head latent attention"
+    )
+    assert "multi-token prediction are not implemented" in err
+    assert "MLCommons members only" in err and "score, check, watch and report" in err
+
+
+def test_estimate_has_no_deepseek_model_to_count(trainperf) -> None:
+    err = _refused(trainperf("estimate", "--model", "deepseek-v3-671b", "--seq", "4096",
+                             "--gbs", "16384", "--step-time", "10", "--gpus", "256",
+                             "--device", "h200"))  # fmt: skip
+    assert "unknown model 'deepseek-v3-671b'" in err

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from full_run_logs import write_full_run
 from tiny_run_logs import write_tiny_run
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "mlperf_results"
@@ -102,3 +103,15 @@ def test_our_tiny_runs_keep_the_newest_ruleset(tmp_path: Path, trainperf) -> Non
     )
     assert got["valid"] and "scale tiny" in got["provisional_reasons"]
     assert all(r["compliance"]["structural_errors"] == [] for r in got["runs"])
+
+
+def test_three_full_runs_of_deepseekv3_671b_score(tmp_path: Path, trainperf) -> None:
+    evals = {43: 3.647, 44: 3.611, 45: 3.604, 46: 3.602, 47: 3.556}  # 47 steps of 60 s .. 72 s
+    for i, step_s in enumerate((60.0, 72.0, 66.0)):
+        write_full_run(tmp_path, i, benchmark="deepseekv3_671b", evals=evals, seed=i + 1,
+                       step_s=step_s)  # fmt: skip
+    got = json.loads(trainperf("score", str(tmp_path), "--json", check=True).stdout)
+    assert got["benchmark"] == "deepseekv3_671b" and got["ruleset"] == "6.1.0"
+    assert got["valid"] and not got["provisional"], got["notes"]
+    assert got["score_minutes"] == pytest.approx(47 * 66.0 / 60)  # the middle of 3
+    assert all(r["compliance"]["passed"] for r in got["runs"])

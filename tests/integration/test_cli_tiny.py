@@ -91,6 +91,7 @@ def test_list_and_help(trainperf):
     out = trainperf("list", check=True).stdout
     assert "llama31_8b" in out and "tiny" in out and "full" in out
     assert "rounds: v5.0, v5.1, v6.0 (retired)" in out  # llama31_405b (stacked: not a terminal)
+    assert "deepseekv3_671b\n  rounds: v6.0, v6.1\n  scale: full\n  model: deepseek-v3-671b" in out
     retired = trainperf("run", "llama31_405b", "--scale", "proxy", "--no-progress")
     said = " ".join((retired.stdout + retired.stderr).split())
     assert "llama31_405b is retired in MLPerf Training v6.1 (its last round: v6.0)" in said

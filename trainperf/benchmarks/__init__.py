@@ -6,13 +6,27 @@ trainperf reads its fields.
 
 from __future__ import annotations
 
-from trainperf.benchmarks import flux1, llama2_70b_lora, llama31_8b, llama31_405b
+from trainperf.benchmarks import (
+    deepseekv3_671b,
+    flux1,
+    gpt_oss_20b,
+    llama2_70b_lora,
+    llama31_8b,
+    llama31_405b,
+)
 from trainperf.benchmarks.spec import BenchmarkSpec
 from trainperf.config import Config
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
     spec.name: spec
-    for spec in (llama31_8b.SPEC, llama2_70b_lora.SPEC, llama31_405b.SPEC, flux1.SPEC)
+    for spec in (
+        llama31_8b.SPEC,
+        llama2_70b_lora.SPEC,
+        llama31_405b.SPEC,
+        flux1.SPEC,
+        gpt_oss_20b.SPEC,
+        deepseekv3_671b.SPEC,
+    )  # fmt: skip
 }
 NEWEST_RULESET = max(
     (r for spec in BENCHMARKS.values() for r in spec.rulesets),
@@ -40,5 +54,8 @@ def get_benchmark(name: str) -> BenchmarkSpec:
 
 
 def get_default_config(benchmark: str, scale: str) -> Config:
-    """The default configuration of a benchmark at a scale, with clear errors for bad names."""
-    return get_benchmark(benchmark).config(scale)
+    """The default configuration of a run of a benchmark at a scale, with clear errors for bad
+    names and for a benchmark trainperf cannot train (``spec.untrainable``)."""
+    spec = get_benchmark(benchmark)
+    spec.check_trainable()
+    return spec.config(scale)

@@ -187,17 +187,28 @@ class BenchmarkSpec:
     per-step LRs against when no config of ours is beside it."""
     rcp_name: str = ""
     """Name of the benchmark's RCP file (``rcps_<rcp_name>.json``); default: its name."""
+    untrainable: str | None = None
+    """Why trainperf cannot train it (None: it can), e.g. its model family is not implemented:
+    run, perf, doctor, systems and prepare refuse with this reason; list, score, check, watch
+    and report read its result logs."""
 
     def __post_init__(self) -> None:
         if not self.rcp_name:
             object.__setattr__(self, "rcp_name", self.name)
 
+    def check_trainable(self) -> None:
+        """ValueError with the reason when trainperf cannot train this benchmark."""
+        if self.untrainable:
+            raise ValueError(f"{self.name} cannot be trained with trainperf: {self.untrainable}")
+
     @property
     def family(self) -> ModelFamily:
         """The family's record (``models/<family_name>/__init__.py``'s FAMILY), imported on
-        first use: listing, scoring and watching never import torch."""
+        first use: listing, scoring and watching never import torch. ValueError with the reason
+        for a benchmark trainperf cannot train."""
         from trainperf.models import get_family
 
+        self.check_trainable()
         return get_family(self.family_name)
 
     def config(self, scale: str) -> Config:

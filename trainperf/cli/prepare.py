@@ -64,6 +64,7 @@ def cmd(args: argparse.Namespace) -> int:
     from trainperf.launch.prepare import prepare_benchmark_files
 
     spec = get_benchmark(args.benchmark)
+    spec.check_trainable()  # no data for a run that cannot start
     cfg = spec.config(scale_of(args))
     if args.data_dir:
         cfg = apply_overrides(cfg, [f"data.data_dir={args.data_dir}"])
