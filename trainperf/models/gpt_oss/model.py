@@ -366,21 +366,34 @@ class SinkAttention(nn.Module):
 
 
 _BLOCK_MASKS: dict = {}
+"""FlexAttention block masks by (seq_len, window, device): built by `prepare_block_masks` in
+the model's forward, outside the compiled blocks, which only look them up (torchtitan's way)."""
+
+
+def prepare_block_masks(T: int, windows: set[int | None], device: torch.device) -> None:
+    """Build (once) the causal block mask of each window for sequences of T tokens."""
+    from torch.nn.attention.flex_attention import create_block_mask
+
+    for window in windows:
+        key = (T, window, device)
+        if key in _BLOCK_MASKS:
+            continue
+
+        def mask(b, h, qi, ki, window=window):
+            causal = qi >= ki
+            return causal if window is None else causal & (qi - ki < window)
+
+        _BLOCK_MASKS[key] = create_block_mask(mask, None, None, T, T, device=device)
 
 
 def flex_attention_lse(q, k, v, window: int | None):
     """FlexAttention's output and log-sum-exp (natural log) for the causal (windowed) mask."""
-    from torch.nn.attention.flex_attention import AuxRequest, create_block_mask, flex_attention
+    from torch.nn.attention.flex_attention import AuxRequest, flex_attention
 
     T = q.shape[2]
     key = (T, window, q.device)
-    if key not in _BLOCK_MASKS:
-
-        def mask(b, h, qi, ki):
-            causal = qi >= ki
-            return causal if window is None else causal & (qi - ki < window)
-
-        _BLOCK_MASKS[key] = create_block_mask(mask, None, None, T, T, device=q.device)
+    if key not in _BLOCK_MASKS:  # a kernel called outside the model's forward
+        prepare_block_masks(T, {window}, q.device)
     gqa = q.shape[1] != k.shape[1]
     out, aux = _compiled_flex(flex_attention)(
         q, k, v, block_mask=_BLOCK_MASKS[key], enable_gqa=gqa, return_aux=AuxRequest(lse=True)
@@ -577,6 +590,10 @@ class GptOss(nn.Module):
                 "input or raise max_seq_len in the model config"
             )
         cache = self.rope_cache[:T] if positions is None else self.rope_cache[positions]
+        if tokens.is_cuda:
+            c = self.cfg
+            windows = {c.sliding_window if c.is_sliding(i) else None for i in range(c.n_layers)}
+            prepare_block_masks(T, windows, tokens.device)
         h = self.tok_embeddings(tokens)
         router_logits = []
         for layer in self.layers.values():
