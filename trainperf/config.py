@@ -208,6 +208,10 @@ class ParallelConfig:
     """Context-parallel degree: each of cp ranks holds 1/cp of every sequence's tokens (and
     activations); attention all-gathers K/V over them (Llama 3's method, parallel/cp.py).
     train.seq_len must divide into 2 x cp chunks."""
+    ep: int = 1
+    """Expert-parallel degree (mixture-of-experts models): ep consecutive data-parallel ranks
+    split each MoE layer's experts, tokens travel to their expert's rank and back (all-to-all);
+    must divide the data-parallel ranks and the experts, with tp = cp = 1."""
     activation_checkpointing: str = "none"
     """'none', 'full' (recompute each TransformerBlock in backward; needed for 70B at 8192) or
     'selective' (keep the attention output and every second matmul, recompute the rest)."""
@@ -237,6 +241,8 @@ class ParallelConfig:
             raise ValueError(f"parallel.tp({self.tp}) must be >= 1")
         if self.cp < 1:
             raise ValueError(f"parallel.cp({self.cp}) must be >= 1 (1 turns context parallel off)")
+        if self.ep < 1:
+            raise ValueError(f"parallel.ep({self.ep}) must be >= 1 (1 turns expert parallel off)")
         if self.collective_timeout_s < 1:
             raise ValueError(
                 f"parallel.collective_timeout_s({self.collective_timeout_s}) must be >= 1"

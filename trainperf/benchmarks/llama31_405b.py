@@ -3,8 +3,9 @@
 Rule constants (``training_6.0.0/closed_llama31_405b.yaml``, identical in 5.0.0 / 5.1.0; absent
 from 6.1.0), where the data comes from, and two scales: ``full`` (the rules) and ``proxy`` (the
 NVIDIA performance guide's reduced depth and batch, for ``trainperf perf`` on a few GPUs). A full
-run needs the converted Meta checkpoint (members only) and the en_6 + en_7 blend, which the data
-path does not read yet: ``trainperf run`` says so. No training logic lives here.
+run needs the converted Meta checkpoint (members only: ``trainperf prepare`` says so) and trains on
+the en_6 + en_7 blend with equal weights, read sample for sample as megatron-core's
+BlendedDataset reads it (``trainperf.data.blended``). No training logic lives here.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ SCALE_DEPENDENT_KEYS = (
 DATASET_URI = (
     "https://training.mlcommons-storage.org/metadata/mixtral-8x22b-preprocessed-c4-dataset.uri"
 )
+# pretrain_llama31.py::get_data: ["50", en_6, "50", en_7], a megatron BlendedDataset
 TRAIN_PREFIXES = ("c4-train.en_6_text_document", "c4-train.en_7_text_document")
 TOKENIZER_URI = None  # not on MLCommons storage: TOKENIZER_REPO
 TOKENIZER_REPO = "mistralai/Mixtral-8x22B-v0.1"  # gated on the Hugging Face Hub

@@ -43,6 +43,9 @@ class DataPaths:
     valid_prefix are the ``cc12m_preprocessed/`` and ``coco_preprocessed/`` folders."""
     model_dir: Path | None = None
     """The prepared base checkpoint (HF format) a fine-tuning benchmark starts from."""
+    train_prefixes: tuple[Path, ...] = ()
+    """Every Megatron prefix of the training set, blended with equal weights (C4: the spec's
+    ``data.train_prefixes``; train_prefix is the first). Empty: train_prefix alone."""
 
 
 def cache_root() -> Path:
@@ -113,8 +116,20 @@ def data_paths(cfg: Config) -> DataPaths:
         return DataPaths(
             dataset, dataset / "train", dataset / "validation", root / "model", root / "model"
         )
-    c4 = c4_root(root)
-    return DataPaths(c4, c4 / C4_TRAIN_PREFIX, c4 / C4_VALID_PREFIX, root / "tokenizer")
+    return _c4_paths(c4_root(root), root / "tokenizer", _spec_train_prefixes(cfg))
+
+
+def _spec_train_prefixes(cfg: Config) -> tuple[str, ...]:
+    """The C4 files the config's benchmark trains on (its spec's ``data.train_prefixes``)."""
+    from trainperf.benchmarks import BENCHMARKS  # here: the specs import this module
+
+    spec = BENCHMARKS.get(cfg.benchmark)
+    return (spec.data.train_prefixes if spec else ()) or (C4_TRAIN_PREFIX,)
+
+
+def _c4_paths(c4: Path, tokenizer: Path, train_prefixes: tuple[str, ...]) -> DataPaths:
+    prefixes = tuple(c4 / name for name in train_prefixes)
+    return DataPaths(c4, prefixes[0], c4 / C4_VALID_PREFIX, tokenizer, train_prefixes=prefixes)
 
 
 def c4_root(folder: Path) -> Path:
@@ -160,7 +175,7 @@ def missing_files(paths: DataPaths, cfg: Config | None = None) -> list[Path]:
         return missing
     wanted = [
         Path(f"{prefix}.{ext}")
-        for prefix in (paths.train_prefix, paths.valid_prefix)
+        for prefix in (*(paths.train_prefixes or (paths.train_prefix,)), paths.valid_prefix)
         for ext in ("idx", "bin")
     ]
     return [p for p in wanted if not p.exists()]
@@ -177,7 +192,8 @@ def prepare_data(
     """Make the config's data ready (building the built-in corpus if needed) and return its paths.
 
     The built-in corpus is cached by content: a second call returns at once. `train_prefixes`:
-    the Megatron files a C4 benchmark trains on (its spec's ``data.train_prefixes``).
+    the Megatron files a C4 benchmark trains on, blended with equal weights when there are
+    several (default: its registered spec's ``data.train_prefixes``).
     """
     paths = data_paths(cfg)
     if _is_flux(cfg):
@@ -216,12 +232,8 @@ def prepare_data(
                 f"{data_dir(cfg)}` (needs HF_TOKEN with access to Llama 2), or use --scale tiny"
             )
         return paths
-    prefixes = train_prefixes
-    if len(prefixes) > 1:
-        raise ValueError(
-            f"{cfg.benchmark} trains on a blend of {' + '.join(prefixes)}, which trainperf does "
-            f"not read yet; measure it with `trainperf perf {cfg.benchmark}` (synthetic tokens)"
-        )
+    if train_prefixes:
+        paths = _c4_paths(paths.root, paths.tokenizer, train_prefixes)
     if missing := missing_files(paths):
         raise ValueError(
             f"C4 data for {cfg.benchmark} not found in {paths.root} (missing {missing[0].name}); "

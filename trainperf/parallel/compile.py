@@ -14,18 +14,23 @@ from __future__ import annotations
 from torch import nn
 
 
-def apply_compile(blocks: list[nn.ModuleDict], *, inside_checkpoint: bool = False) -> int:
+def apply_compile(
+    blocks: list[nn.ModuleDict], *, inside_checkpoint: bool = False, fullgraph: bool = True
+) -> int:
     """Compile every block of the containers `blocks` in place; returns the number compiled.
 
     inside_checkpoint: with full activation checkpointing, compile the block inside its
     checkpoint wrapper, which then stays eager (its saved-tensor hooks drop whatever the
     compiled forward saves and recompute it), instead of compiling the wrapper, where
     AOTAutograd's partitioner chooses what the checkpointed region keeps.
+    fullgraph False: graph breaks allowed (expert parallel's all-to-all needs its split sizes
+    on the host, and its experts are an FSDP unit of their own inside the block).
     """
     count = 0
     for container in blocks:
         for block in container.values():
             inner = getattr(block, "_checkpoint_wrapped_module", None)
-            (inner if inside_checkpoint and inner is not None else block).compile(fullgraph=True)
+            target = inner if inside_checkpoint and inner is not None else block
+            target.compile(fullgraph=fullgraph)
             count += 1
     return count

@@ -38,6 +38,9 @@ class ParallelDims:
     """Ranks that split every matmul of a layer (tensor + sequence parallel)."""
     world_size: int = 1
     """Total number of ranks (torch.distributed world size)."""
+    ep: int = 1
+    """Expert-parallel degree: ep consecutive data-parallel ranks split each mixture-of-experts
+    layer's experts (``parallel/ep.py``); must divide dp_shard, with tp = cp = 1."""
 
     def __post_init__(self) -> None:
         if self.world_size < 1:
@@ -67,6 +70,25 @@ class ParallelDims:
                 f"dp_shard({self.dp_shard}){cp} * tp({self.tp}) = {self.dp_shard * inner} must "
                 f"equal world_size({self.world_size}); set dp_shard=-1 to use the rest of the ranks"
             )
+        self._check_ep()
+
+    def _check_ep(self) -> None:
+        if self.ep < 1:
+            raise ValueError(f"ep({self.ep}) must be >= 1; use ep=1 to turn expert parallel off")
+        if self.ep > 1 and (self.tp > 1 or self.cp > 1):
+            raise ValueError(
+                f"expert parallel ep({self.ep}) with tp({self.tp}) or cp({self.cp}) > 1 is not "
+                "supported yet; use tp=1 cp=1 with ep, or ep=1"
+            )
+        if self.dp_shard % self.ep:
+            raise ValueError(
+                f"ep({self.ep}) must divide the data-parallel ranks dp_shard({self.dp_shard}); "
+                f"try ep in {_divisors(self.dp_shard)}"
+            )
+
+    @property
+    def ep_enabled(self) -> bool:
+        return self.ep > 1
 
     @property
     def dp_enabled(self) -> bool:
@@ -125,6 +147,14 @@ class ParallelDims:
             )
         return init_device_mesh(
             device_type, (self.dp_shard, self.cp, self.tp), mesh_dim_names=MESH_DIM_NAMES
+        )
+
+    def build_ep_mesh(self, device_type: str) -> DeviceMesh:
+        """The 2-D ("edp", "ep") mesh of expert parallel over all ranks (tp = cp = 1): the ep
+        consecutive ranks of an "ep" group split the experts; an "edp" group holds the same
+        experts (FSDP shards them over it)."""
+        return init_device_mesh(
+            device_type, (self.dp_shard // self.ep, self.ep), mesh_dim_names=("edp", "ep")
         )
 
     def fsdp_mesh(self, mesh: DeviceMesh) -> DeviceMesh:

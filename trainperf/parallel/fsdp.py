@@ -22,6 +22,8 @@ def apply_fsdp(
     param_dtype: torch.dtype = torch.float32,
     reduce_dtype: torch.dtype = torch.float32,
     reshard_after_forward: bool = True,
+    experts: list[nn.Module] | None = None,
+    experts_mesh: DeviceMesh | None = None,
 ) -> None:
     """Shard `model` over the 1-D `dp_mesh`, in place: one unit per block of `blocks` (forward
     order), then the root with the remaining parameters.
@@ -31,9 +33,16 @@ def apply_fsdp(
     reduce-scatter. reshard_after_forward: free the gathered parameters after each block's
     forward (ZeRO-3; one more all-gather in backward) rather than keep them until its backward.
     Gradients are averaged over dp_mesh, so each rank's loss is the mean over its own samples.
+    experts: expert parallel's expert modules (their parameters sharded over the "ep" ranks),
+    each its own unit sharded over `experts_mesh` ("edp": the ranks holding the same experts)
+    and averaged over it (``parallel/ep.py`` scales them by 1 / ep before).
     """
     assert dp_mesh.ndim == 1, f"apply_fsdp needs a 1-D mesh, got {dp_mesh.ndim}-D"
     mp_policy = MixedPrecisionPolicy(param_dtype=param_dtype, reduce_dtype=reduce_dtype)
+    for module in experts or []:
+        assert experts_mesh is not None
+        fully_shard(module, mesh=experts_mesh, mp_policy=mp_policy,
+                    reshard_after_forward=reshard_after_forward)  # fmt: skip
     for i, block in enumerate(blocks):
         # The last block's backward starts right after the forward ends: keep it gathered
         # (torchtitan does the same).

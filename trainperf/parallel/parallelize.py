@@ -1,5 +1,5 @@
 """Apply every parallelism and speed feature to a model, in the one order that composes:
-float8 -> TP -> CP -> AC -> compile -> FSDP.
+float8 -> TP -> CP -> EP -> AC -> compile -> FSDP.
 
     with torch.device("meta"):
         model = family.build(model_cfg, cfg.model)
@@ -16,7 +16,8 @@ steps must see (TP shards them, FSDP all-gathers their weights in float8). TP re
 Linear/Embedding parameters into DTensors and hooks their inputs and outputs, so it goes before
 activation checkpointing and compile, which wrap each block's forward, TP hooks included; CP
 swaps each block's attention kernel for one that all-gathers K/V over the cp group, before the
-blocks are wrapped too, so its collective is recomputed and compiled with the block; FSDP
+blocks are wrapped too, so its collective is recomputed and compiled with the block; EP shards
+the experts and swaps each MoE layer's dispatch for its all-to-all likewise; FSDP
 goes last so that its all-gather and reduce-scatter hooks stay outside the compiled and
 checkpointed regions.
 
@@ -37,6 +38,7 @@ from trainperf.parallel.ac import apply_ac
 from trainperf.parallel.compile import apply_compile
 from trainperf.parallel.cp import apply_cp
 from trainperf.parallel.dims import MESH_DIM_NAMES, ParallelDims
+from trainperf.parallel.ep import apply_ep
 from trainperf.parallel.float8 import apply_float8, apply_float8_frozen_base
 from trainperf.parallel.fsdp import apply_fsdp
 from trainperf.parallel.plan import ParallelPlan
@@ -73,6 +75,7 @@ def parallelize_model(
     compile: bool = False,
     compile_inside_checkpoint: bool = False,
     float8: str = "none",
+    ep_mesh: DeviceMesh | None = None,
 ) -> Applied:
     """Apply the features to `model` in place by its family's `plan`; mesh None for one process.
 
@@ -85,6 +88,8 @@ def parallelize_model(
     activation_checkpointing: 'none', 'full' (every block recomputed in backward) or 'selective'
     (attention and every second matmul saved). compile: torch.compile per block (inside the
     full checkpoint's wrapper with compile_inside_checkpoint, see `apply_compile`).
+    Expert parallel when dims.ep > 1 (`ep_mesh`: ``dims.build_ep_mesh``): the plan's MoE layers
+    split their experts over "ep", which FSDP then shards over "edp".
     Call on the meta device, before `to_empty`. Returns what was applied.
     """
     if mesh is not None:
@@ -102,9 +107,17 @@ def parallelize_model(
         apply_tp(model, mesh["tp"], plan.tensor_parallel(sequence_parallel))
     if dims.cp_enabled:
         apply_cp(plan.attention_kernels, mesh["cp"])
+    experts = []
+    if dims.ep_enabled:
+        if not plan.moe_layers:
+            raise ValueError(f"{type(model).__name__} has no experts to split; use ep=1")
+        assert ep_mesh is not None, "expert parallel needs dims.build_ep_mesh(...)"
+        apply_ep(plan.moe_layers, ep_mesh["ep"])
+        experts = [moe.experts for moe in plan.moe_layers]
     apply_ac(plan.blocks, mode=activation_checkpointing)
-    if compile:
-        apply_compile(plan.blocks, inside_checkpoint=compile_inside_checkpoint)
+    if compile:  # expert parallel breaks the graph: the checkpoint then stays outside, eager
+        inside = compile_inside_checkpoint or bool(experts)
+        apply_compile(plan.blocks, inside_checkpoint=inside, fullgraph=not experts)
     blocks = [block for _, _, block in plan.block_items()]
     if dims.dp_enabled:
         apply_fsdp(
@@ -114,6 +127,8 @@ def parallelize_model(
             param_dtype=param_dtype,
             reduce_dtype=reduce_dtype,
             reshard_after_forward=reshard_after_forward,
+            experts=experts,
+            experts_mesh=ep_mesh["edp"] if experts else None,
         )
     return Applied(
         float8_linears=converted,

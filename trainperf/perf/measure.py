@@ -278,6 +278,8 @@ def describe_features(cfg: Config) -> str:
     parts = [f"tp {par.tp}"] if par.tp > 1 else []
     if par.cp > 1:
         parts.append(f"cp {par.cp}")
+    if par.ep > 1:
+        parts.append(f"ep {par.ep}")
     parts.append(f"AC {par.activation_checkpointing}")
     if not par.reshard_after_forward:
         parts.append("no reshard after forward")

@@ -17,23 +17,32 @@ def build_optimizer(
 
     Megatron (and so the NeMo llama31_8b reference) exempts biases and 1-D parameters (norm
     weights) from weight decay; embeddings and linear weights decay. flux1's torchtitan
-    reference decays every parameter (``cfg.decay_all_params``).
+    reference decays every parameter (``cfg.decay_all_params``). Parameters sharded over
+    different device meshes (expert parallel's experts beside FSDP's other parameters) go into
+    separate groups: a foreach / fused update takes one mesh at a time.
     """
-    decay, no_decay = [], []
-    for p in model.parameters():
+    groups: dict[tuple[bool, int], list[nn.Parameter]] = {}
+    for name, p in model.named_parameters():
         if p.requires_grad:
-            (decay if p.ndim >= 2 or cfg.decay_all_params else no_decay).append(p)
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
+            matrix = p.ndim >= 2 and not name.endswith("bias")  # gpt-oss's (experts, n) biases
+            key = (matrix or cfg.decay_all_params, mesh_key(p))
+            groups.setdefault(key, []).append(p)
     return torch.optim.AdamW(
-        [g for g in groups if g["params"]],
+        [
+            {"params": params, "weight_decay": cfg.weight_decay if decay else 0.0}
+            for (decay, _), params in sorted(groups.items(), key=lambda kv: not kv[0][0])
+        ],
         lr=cfg.lr,
         betas=(cfg.beta1, cfg.beta2),
         eps=cfg.eps,
         fused=fused,
     )
+
+
+def mesh_key(p: torch.Tensor) -> int:
+    """0 for plain tensors, else an id of the DTensor's device mesh (its ranks and shape)."""
+    mesh = getattr(p, "device_mesh", None)
+    return 0 if mesh is None else hash((tuple(mesh.mesh.flatten().tolist()), mesh.mesh.shape))
 
 
 def lr_at(

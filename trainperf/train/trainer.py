@@ -33,7 +33,7 @@ from trainperf.parallel.float8 import check_float8_available, precompute_float8_
 from trainperf.parallel.parallelize import Applied, parallelize_model
 from trainperf.train.distributed import DistEnv, all_reduce_sum, barrier, local_device
 from trainperf.train.metrics import AsyncScalar
-from trainperf.train.optim import build_optimizer, lr_at, set_lr
+from trainperf.train.optim import build_optimizer, lr_at, mesh_key, set_lr
 from trainperf.train.progress import RunProgress
 from trainperf.train.tasks import StepLayout
 
@@ -69,12 +69,20 @@ def cast_frozen_params_(model: nn.Module, dtype: torch.dtype) -> None:
 
 
 def clip_grad_norm_(params: list[nn.Parameter], max_norm: float) -> torch.Tensor:
-    """Global gradient-norm clip that also works on FSDP/TP-sharded (DTensor) gradients."""
-    grads = [p.grad for p in params if p.grad is not None]
-    total = torch.nn.utils.get_total_norm(grads, foreach=True)
-    if isinstance(total, DTensor):
-        total = total.full_tensor()
-    torch.nn.utils.clip_grads_with_norm_(params, max_norm, total, foreach=True)
+    """Global gradient-norm clip that also works on FSDP/TP/EP-sharded (DTensor) gradients:
+    the norm of each device mesh's gradients (expert parallel's experts have their own) is
+    reduced over its mesh, then the norms combine."""
+    by_mesh: dict[int, list[nn.Parameter]] = {}
+    for p in params:
+        if p.grad is not None:
+            by_mesh.setdefault(mesh_key(p), []).append(p)
+    norms = []
+    for group in by_mesh.values():
+        norm = torch.nn.utils.get_total_norm([p.grad for p in group], foreach=True)
+        norms.append(norm.full_tensor() if isinstance(norm, DTensor) else norm)
+    total = torch.stack(norms).norm() if len(norms) > 1 else norms[0]
+    for group in by_mesh.values():
+        torch.nn.utils.clip_grads_with_norm_(group, max_norm, total, foreach=True)
     return total
 
 
@@ -185,9 +193,12 @@ class Trainer:
             cast_frozen_params_(model, self.dtype)  # frozen base in bf16, adapters stay float32
         plan = family.parallel_plan(model)
         world = self.env.world_size if self.env.enabled else 1
-        dims = ParallelDims(dp_shard=par.dp_shard, cp=par.cp, tp=par.tp, world_size=world)
+        dims = ParallelDims(
+            dp_shard=par.dp_shard, cp=par.cp, tp=par.tp, ep=par.ep, world_size=world
+        )
         dims.validate_sizes(family.tp_sizes(self.model_cfg), seq_len=self.cfg.train.seq_len)
         mesh = dims.build_mesh(self.device.type) if self.env.enabled else None
+        ep_mesh = dims.build_ep_mesh(self.device.type) if dims.ep_enabled else None
         self.applied = parallelize_model(
             model,
             plan,
@@ -200,6 +211,7 @@ class Trainer:
             compile_inside_checkpoint=par.compile_inside_checkpoint,
             float8=par.float8,
             reshard_after_forward=par.reshard_after_forward,
+            ep_mesh=ep_mesh,
         )
         model.to_empty(device=self.device)
         torch.manual_seed(self.cfg.train.seed)
@@ -223,7 +235,7 @@ class Trainer:
         if applied.fsdp:
             gather = "fp8" if applied.float8_all_gather else precision_name(applied.param_dtype)
             carried += [gather, precision_name(applied.reduce_dtype)]
-        if par.tp > 1 or par.cp > 1:
+        if par.tp > 1 or par.cp > 1 or par.ep > 1:  # activations: TP, CP, EP's all-to-all
             carried.append(compute)
         return RunFacts(
             train_samples=self.train_samples_per_epoch,
@@ -232,6 +244,7 @@ class Trainer:
             platform=platform,
             tensor_parallelism=par.tp,
             context_parallelism=par.cp,
+            expert_parallelism=par.ep,
             precision_linear=linear,
             precision_attn=compute,
             precision_comm=lowest_precision(carried or [compute]),

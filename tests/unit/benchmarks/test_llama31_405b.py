@@ -61,10 +61,18 @@ def test_scales_and_resolved_eval_skip():
     assert proxy.train.end_lr == pytest.approx(B.OPT_END_LEARNING_RATE)
 
 
-def test_full_run_says_the_blend_is_not_read_yet(tmp_path):
+def test_full_run_reads_the_en6_en7_blend(tmp_path):
+    import numpy as np
+
     from trainperf.config import apply_overrides
+    from trainperf.data import c4
+    from trainperf.data.indexed import write_indexed_dataset
     from trainperf.data.prepare import prepare_data
 
     cfg = apply_overrides(get_default_config("llama31_405b", "full"), [f"data.data_dir={tmp_path}"])
-    with pytest.raises(ValueError, match=r"blend of c4-train.en_6.* \+ c4-train.en_7.*perf"):
+    with pytest.raises(ValueError, match=r"C4 data for llama31_405b not found .*c4-train.en_6"):
         prepare_data(cfg, train_prefixes=B.SPEC.data.train_prefixes)
+    for prefix in (*B.TRAIN_PREFIXES, c4.VALID_PREFIX):
+        write_indexed_dataset(tmp_path / "data" / prefix, [np.arange(9)], dtype=np.dtype(np.int32))
+    paths = prepare_data(cfg, train_prefixes=B.SPEC.data.train_prefixes)
+    assert paths.train_prefixes == tuple(tmp_path / "data" / p for p in B.TRAIN_PREFIXES)

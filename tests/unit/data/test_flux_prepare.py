@@ -54,6 +54,7 @@ def spec(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> SimpleNamespace:
         data=SimpleNamespace(dataset_uri=None, train_samples=ROWS[0], train_prefixes=()),
         eval=SimpleNamespace(eval_samples=ROWS[1]),
         config=lambda scale: config("cc12m"),
+        check_trainable=lambda: None,  # BenchmarkSpec's: flux1 is trainable
     )
     monkeypatch.setitem(benchmarks.BENCHMARKS, "flux1", stub)
     monkeypatch.setenv("TRAINPERF_HOME", str(tmp_path / "home"))

@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.distributed.tensor import DTensor
 
 from trainperf.models.registry import from_registry
 
@@ -436,13 +437,13 @@ class Attention(nn.Module):
 def grouped_mm(x: torch.Tensor, w: torch.Tensor, offs: torch.Tensor) -> torch.Tensor:
     """Rows [offs[e-1], offs[e]) of x times w[e], for every expert e, in one kernel.
 
-    CUDA's grouped GEMM takes bf16 only: other dtypes there (float32 checks on a GPU) run one
-    matmul per expert instead.
+    CUDA's grouped GEMM (and its compiled form everywhere) takes bf16 only: other dtypes there
+    (float32 checks) multiply each row by its own expert's gathered weight instead.
     """
-    if x.is_cuda and x.dtype != torch.bfloat16:
-        starts = torch.cat([offs.new_zeros(1), offs[:-1]]).tolist()
-        parts = [x[s:e] @ w[i] for i, (s, e) in enumerate(zip(starts, offs.tolist()))]
-        return torch.cat(parts)
+    if x.dtype != torch.bfloat16 and (x.is_cuda or torch.compiler.is_compiling()):
+        rows = torch.arange(x.shape[0], device=x.device)
+        expert = torch.searchsorted(offs, rows, right=True).clamp(max=w.shape[0] - 1)
+        return torch.bmm(x.unsqueeze(1), w[expert]).squeeze(1)
     return F.grouped_mm(x, w, offs=offs)
 
 
@@ -462,6 +463,9 @@ class Experts(nn.Module):
         self.down = nn.Parameter(torch.empty(E, f, h))
         self.gate_up_bias = nn.Parameter(torch.empty(E, 2 * f)) if cfg.bias else None
         self.down_bias = nn.Parameter(torch.empty(E, h)) if cfg.bias else None
+        self.grad_scale = 1.0
+        """Factor on the experts' gradients: expert parallel sets 1 / ep (each rank's experts
+        sum the tokens of all ep ranks, and data parallel then averages over the others)."""
 
     def activation(self, h: torch.Tensor) -> torch.Tensor:
         """gpt-oss's clamped SwiGLU of the interleaved (gate, up) columns, or the plain one."""
@@ -479,16 +483,37 @@ class Experts(nn.Module):
             expert = torch.repeat_interleave(
                 torch.arange(len(counts), device=x.device), counts, output_size=x.shape[0]
             )
-        gate_up, down = _compute(self.gate_up, x), _compute(self.down, x)
+        scale = self.grad_scale
+        gate_up, down = _compute(self.gate_up, x, scale), _compute(self.down, x, scale)
         h = grouped_mm(x.type_as(gate_up), gate_up, offs)
         if self.gate_up_bias is not None:
-            h = h + self.gate_up_bias[expert]
+            h = h + _compute(self.gate_up_bias, x, scale)[expert]
         out = grouped_mm(self.activation(h).type_as(down), down, offs)
-        return out if self.down_bias is None else out + self.down_bias[expert]
+        if self.down_bias is not None:
+            out = out + _compute(self.down_bias, x, scale)[expert]
+        return out
 
 
-def _compute(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """w in the dtype the matmul runs in: autocast's (bf16 under the trainer) when enabled."""
+class _ScaleGrad(torch.autograd.Function):
+    """Identity forward; backward multiplies the gradient by `scale`."""
+
+    @staticmethod
+    def forward(ctx, w: torch.Tensor, scale: float) -> torch.Tensor:
+        ctx.scale = scale
+        return w.view_as(w)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        return grad * ctx.scale, None
+
+
+def _compute(w: torch.Tensor, x: torch.Tensor, grad_scale: float = 1.0) -> torch.Tensor:
+    """This rank's experts of `w` (expert parallel shards them: a DTensor's local part) in the
+    dtype the matmul runs in: autocast's (bf16 under the trainer) when enabled; its gradient
+    times `grad_scale`."""
+    w = w.to_local() if isinstance(w, DTensor) else w
+    if grad_scale != 1.0:
+        w = _ScaleGrad.apply(w, grad_scale)
     device = x.device.type
     if torch.is_autocast_enabled(device):
         return w.to(torch.get_autocast_dtype(device))
