@@ -4,9 +4,10 @@
 # 24 layers (4.0 B parameters, 0.87 B active per token), 8192-token sequences, one sequence per
 # optimizer step on both sides (GBS = micro-batch = 1), bf16 compute over fp32 master weights.
 # Usage (repo root; .whl/ with the mlperf-logging and torchao wheels):
-#   bash bench/gpu_moe.sh proxy   # nvidia-h200: GPU kernel tests, the peer with and without AC
-#                                 #   (HF grouped_mm experts, flex attention with sinks), ours
-#                                 #   eager / compiled, the reference's and NVIDIA's variants
+#   bash bench/gpu_moe.sh proxy-a   # nvidia-h200: GPU kernel tests, the peer without AC (HF
+#                                   #   grouped_mm experts, flex attention with sinks), ours
+#                                   #   compiled: the reference's and NVIDIA's variants
+#   bash bench/gpu_moe.sh proxy-b   # the same call's machine: the peer with AC, ours eager, with AC
 # Every trainperf run uses train.seed=1234 (same initial weights and batches across variants).
 source bench/device_env.sh
 peer() {  # name, timeout, peer_moe.py arguments...
@@ -19,15 +20,17 @@ ours() {  # name, timeout, overrides...
   run "$name" "$limit" python3 -m trainperf perf gpt_oss_20b --preset 1gpu --json --steps 8 \
     --warmup 3 train.seed=1234 train.global_batch_size=1 train.micro_batch_size=1 "$@"
 }
-case "${1:?which group: proxy}" in
-proxy)
+case "${1:?which group: proxy-a or proxy-b}" in
+proxy-a)  # the kernel tests, the peer without AC (its fastest when it fits), ours compiled
   gpu_tests gpu_tests_moe tests/gpu/test_gpt_oss_gpu.py
   peer peer_moe_noac 200 --no-ac
+  ours ours_moe_compile 240 parallel.compile=true
+  ours ours_moe_nvidia_compile 240 parallel.compile=true model.flavor=gpt-oss-20b-nvidia
+  ;;
+proxy-b)  # the peer with AC, ours eager and with AC
   peer peer_moe_ac 200
-  ours ours_moe_eager 200
-  ours ours_moe_compile 300 parallel.compile=true
-  ours ours_moe_compile_ac 300 parallel.compile=true parallel.activation_checkpointing=full
-  ours ours_moe_nvidia_compile 300 parallel.compile=true model.flavor=gpt-oss-20b-nvidia
+  ours ours_moe_eager 150
+  ours ours_moe_compile_ac 240 parallel.compile=true parallel.activation_checkpointing=full
   ;;
 esac
 finish
