@@ -371,20 +371,29 @@ _BLOCK_MASKS: dict = {}
 the model's forward, outside the compiled blocks, which only look them up (torchtitan's way)."""
 
 
+def _causal(b, h, q_idx, kv_idx):
+    return q_idx >= kv_idx
+
+
+def _sliding(window: int) -> Callable:
+    """The causal mask within `window` keys (a closure per window: compiled kernels are cached
+    by the mask's code and closure, so each window gets its own)."""
+
+    def sliding(b, h, q_idx, kv_idx):
+        return (q_idx >= kv_idx) & (q_idx - kv_idx < window)
+
+    return sliding
+
+
 def prepare_block_masks(T: int, windows: set[int | None], device: torch.device) -> None:
     """Build (once) the causal block mask of each window for sequences of T tokens."""
     from torch.nn.attention.flex_attention import create_block_mask
 
     for window in windows:
         key = (T, window, device)
-        if key in _BLOCK_MASKS:
-            continue
-
-        def mask(b, h, qi, ki, window=window):
-            causal = qi >= ki
-            return causal if window is None else causal & (qi - ki < window)
-
-        _BLOCK_MASKS[key] = create_block_mask(mask, None, None, T, T, device=device)
+        if key not in _BLOCK_MASKS:
+            mask = _causal if window is None else _sliding(window)
+            _BLOCK_MASKS[key] = create_block_mask(mask, None, None, T, T, device=device)
 
 
 def flex_attention_lse(q, k, v, window: int | None):
