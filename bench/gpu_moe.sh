@@ -27,10 +27,11 @@ proxy-a)  # the kernel tests, the peer without AC (its fastest when it fits), ou
   ours ours_moe_compile 240 parallel.compile=true
   ours ours_moe_nvidia_compile 240 parallel.compile=true model.flavor=gpt-oss-20b-nvidia
   ;;
-proxy-b)  # the peer with AC, ours eager and with AC
+proxy-b)  # the peer with AC; ours compiled (both variants) and compiled with AC
   peer peer_moe_ac 200
-  ours ours_moe_eager 150
-  ours ours_moe_compile_ac 240 parallel.compile=true parallel.activation_checkpointing=full
+  ours ours_moe_compile 200 parallel.compile=true
+  ours ours_moe_nvidia_compile 200 parallel.compile=true model.flavor=gpt-oss-20b-nvidia
+  ours ours_moe_compile_ac 200 parallel.compile=true parallel.activation_checkpointing=full
   ;;
 esac
 finish
