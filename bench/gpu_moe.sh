@@ -33,5 +33,14 @@ proxy-b)  # the peer with AC; ours compiled (both variants) and compiled with AC
   ours ours_moe_nvidia_compile 200 parallel.compile=true model.flavor=gpt-oss-20b-nvidia
   ours ours_moe_compile_ac 200 parallel.compile=true parallel.activation_checkpointing=full
   ;;
+proxy-c)  # after SDPA (cuDNN) for the full-attention layers: ours compiled, plain CE, with AC,
+  # and the preset's GBS 4 (the optimizer step amortized over 4 sequences)
+  gpu_tests gpu_tests_moe tests/gpu/test_gpt_oss_gpu.py
+  ours ours_moe_compile 200 parallel.compile=true
+  ours ours_moe_compile_plain_ce 200 parallel.compile=true train.cross_entropy=plain
+  ours ours_moe_compile_ac 200 parallel.compile=true parallel.activation_checkpointing=full
+  run ours_moe_compile_gbs4 200 python3 -m trainperf perf gpt_oss_20b --preset 1gpu --json \
+    --steps 4 --warmup 2 train.seed=1234 parallel.compile=true
+  ;;
 esac
 finish

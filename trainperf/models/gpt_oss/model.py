@@ -326,7 +326,8 @@ class SinkAttention(nn.Module):
 
     On CUDA: FlexAttention (compiled) with a block mask, and the sink applied to its output
     through the log-sum-exp: out * sigmoid(lse - sink) (the softmax over the row plus the sink,
-    exactly). Elsewhere (CPU: FlexAttention has no CPU backward): the explicit softmax.
+    exactly); full causal attention without sinks goes to SDPA (cuDNN's kernel on Hopper).
+    Elsewhere (CPU: FlexAttention has no CPU backward): the explicit softmax.
     """
 
     def __init__(self, window: int | None) -> None:
@@ -359,6 +360,8 @@ class SinkAttention(nn.Module):
         return probs.type_as(v) @ v
 
     def _flex(self, q, k, v, sinks):
+        if sinks is None and self.window is None:  # plain causal: SDPA's kernels (cuDNN on H100)
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=True)
         out, lse = flex_attention_lse(q, k, v, self.window)
         if sinks is None:
             return out
@@ -387,8 +390,10 @@ def _sliding(window: int) -> Callable:
 
 def prepare_block_masks(T: int, windows: set[int | None], device: torch.device) -> None:
     """Build (once) the causal block mask of each window for sequences of T tokens."""
-    from torch.nn.attention.flex_attention import create_block_mask
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
 
+    if not _FLEX:  # compiled once, here: never inside a compiled (or checkpointed) block
+        _FLEX.append(torch.compile(flex_attention, dynamic=False))
     for window in windows:
         key = (T, window, device)
         if key not in _BLOCK_MASKS:
@@ -398,26 +403,21 @@ def prepare_block_masks(T: int, windows: set[int | None], device: torch.device) 
 
 def flex_attention_lse(q, k, v, window: int | None):
     """FlexAttention's output and log-sum-exp (natural log) for the causal (windowed) mask."""
-    from torch.nn.attention.flex_attention import AuxRequest, flex_attention
+    from torch.nn.attention.flex_attention import AuxRequest
 
     T = q.shape[2]
     key = (T, window, q.device)
     if key not in _BLOCK_MASKS:  # a kernel called outside the model's forward
         prepare_block_masks(T, {window}, q.device)
     gqa = q.shape[1] != k.shape[1]
-    out, aux = _compiled_flex(flex_attention)(
+    out, aux = _FLEX[0](
         q, k, v, block_mask=_BLOCK_MASKS[key], enable_gqa=gqa, return_aux=AuxRequest(lse=True)
     )
     return out, aux.lse
 
 
 _FLEX: list = []
-
-
-def _compiled_flex(flex: Callable) -> Callable:
-    if not _FLEX:
-        _FLEX.append(torch.compile(flex, dynamic=False))
-    return _FLEX[0]
+"""torch.compile(flex_attention), made by `prepare_block_masks`."""
 
 
 class Attention(nn.Module):
