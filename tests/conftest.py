@@ -7,9 +7,9 @@ itself), and on 2 shared cores two-thread OpenMP regions stall whenever one of t
 waits for a core, while one thread per process keeps both cores busy.
 
 The trainings (three converged llama31_8b tiny runs; the tiny LoRA base model and two converged
-llama2_70b_lora tiny runs) are most of the suite's work. They start before the first test, as
+llama2_70b_lora tiny runs; one flux1 and one gpt_oss_20b tiny run) are most of the suite's work. They start before the first test, as
 `trainperf` processes two at a time, while the other tests go on; the tests that read them
-(through the fixtures tiny_runs, lora_base, lora_runs) run last and wait for what they need.
+(through the fixtures tiny_runs, flux_runs, moe_runs, lora_base, lora_runs) run last and wait for what they need.
 Only the trainings that a selected test reads are started. The built-in corpus is built first,
 before any test, so that no two processes build it at once.
 """
@@ -96,6 +96,8 @@ LORA_SEEDS = (1, 2)
 """Seeds of the llama2_70b_lora tiny runs (result_0.txt, result_1.txt)."""
 FLUX_SEEDS = (5,)
 """Seed of the flux1 tiny run (result_0.txt)."""
+MOE_SEEDS = (7,)
+"""Seed of the gpt_oss_20b tiny run (result_0.txt)."""
 TRAINING_TIMEOUT_S = 3600
 PR_SET_PDEATHSIG = 1  # prctl(2)
 try:  # looked up here: a child between fork and exec should not load libraries
@@ -107,6 +109,7 @@ READERS = {
     "lora_base": ("base",),
     "lora_runs": ("base", "lora"),
     "flux_runs": ("flux",),
+    "moe_runs": ("moe",),
 }
 """Fixture -> the background jobs (by name prefix) it waits for."""
 
@@ -228,13 +231,18 @@ def die_with_parent() -> None:
 
 
 def training_jobs(root: Path, wanted: set[str]) -> list[Job]:
-    """The jobs of the wanted groups ('tiny', 'base', 'lora', 'flux'), longest chain first."""
+    """The jobs of the wanted groups ('tiny', 'base', 'lora', 'flux', 'moe'), longest chain
+    first."""
     tiny, lora = root / "tiny" / "llama31_8b", root / "lora" / "llama2_70b_lora"
     jobs = []
     if "flux" in wanted:
         for i, seed in enumerate(FLUX_SEEDS):
             args = ["run", "flux1", "--no-progress", "--results", str(root / "flux" / "flux1")]
             jobs.append(Job(f"flux-{i}", [*args, "--seed", str(seed), "--run-index", str(i)]))
+    if "moe" in wanted:
+        for i, seed in enumerate(MOE_SEEDS):
+            args = ["run", "gpt_oss_20b", "--no-progress", "--results", str(root / "moe" / "gpt_oss_20b")]
+            jobs.append(Job(f"moe-{i}", [*args, "--seed", str(seed), "--run-index", str(i)]))
     if "base" in wanted:  # the LoRA base model: pretrained once, then cached in TRAINPERF_HOME
         jobs.append(Job("base", ["prepare", "llama2_70b_lora"]))
     if "tiny" in wanted:
@@ -257,7 +265,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         names = set(getattr(item, "fixturenames", ()))
         if names & {"lora_base", "lora_runs"}:
             return 2
-        return 1 if names & {"tiny_runs", "flux_runs"} else 0
+        return 1 if names & {"tiny_runs", "flux_runs", "moe_runs"} else 0
 
     items.sort(key=rank)  # stable: the order within each group stays
 
@@ -298,6 +306,13 @@ def lora_runs(trainings: Trainings, lora_base: None) -> Runs:
     """Two llama2_70b_lora runs at the tiny scale (seeds 1, 2), trained to the target."""
     trainings.wait("lora")
     return Runs(trainings.root / "lora" / "llama2_70b_lora", LORA_SEEDS)
+
+
+@pytest.fixture(scope="session")
+def moe_runs(trainings: Trainings) -> Runs:
+    """One gpt_oss_20b run at the tiny scale (seed 7), trained to the target."""
+    trainings.wait("moe")
+    return Runs(trainings.root / "moe" / "gpt_oss_20b", MOE_SEEDS)
 
 
 @pytest.fixture(scope="session")
