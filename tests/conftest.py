@@ -7,9 +7,10 @@ itself), and on 2 shared cores two-thread OpenMP regions stall whenever one of t
 waits for a core, while one thread per process keeps both cores busy.
 
 The trainings (three converged llama31_8b tiny runs; the tiny LoRA base model and two converged
-llama2_70b_lora tiny runs; one flux1 and one gpt_oss_20b tiny run) are most of the suite's work. They start before the first test, as
-`trainperf` processes two at a time, while the other tests go on; the tests that read them
-(through the fixtures tiny_runs, flux_runs, moe_runs, lora_base, lora_runs) run last and wait for what they need.
+llama2_70b_lora tiny runs; one flux1 and one gpt_oss_20b tiny run) are most of the suite's work.
+They start before the first test, as `trainperf` processes two at a time, while the other tests
+go on; the tests that read them (through the fixtures tiny_runs, flux_runs, moe_runs, lora_base,
+lora_runs) run last and wait for what they need.
 Only the trainings that a selected test reads are started. The built-in corpus is built first,
 before any test, so that no two processes build it at once.
 """
@@ -241,7 +242,8 @@ def training_jobs(root: Path, wanted: set[str]) -> list[Job]:
             jobs.append(Job(f"flux-{i}", [*args, "--seed", str(seed), "--run-index", str(i)]))
     if "moe" in wanted:
         for i, seed in enumerate(MOE_SEEDS):
-            args = ["run", "gpt_oss_20b", "--no-progress", "--results", str(root / "moe" / "gpt_oss_20b")]
+            results = str(root / "moe" / "gpt_oss_20b")
+            args = ["run", "gpt_oss_20b", "--no-progress", "--results", results]
             jobs.append(Job(f"moe-{i}", [*args, "--seed", str(seed), "--run-index", str(i)]))
     if "base" in wanted:  # the LoRA base model: pretrained once, then cached in TRAINPERF_HOME
         jobs.append(Job("base", ["prepare", "llama2_70b_lora"]))
