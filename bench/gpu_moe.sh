@@ -41,6 +41,7 @@ proxy-c)  # after SDPA (cuDNN) for the full-attention layers: ours compiled, pla
   ours ours_moe_compile_ac 200 parallel.compile=true parallel.activation_checkpointing=full
   run ours_moe_compile_gbs4 200 python3 -m trainperf perf gpt_oss_20b --preset 1gpu --json \
     --steps 4 --warmup 2 train.seed=1234 parallel.compile=true
+  ours ours_moe_compile_profile 200 parallel.compile=true --profile "$OUT/profile"
   ;;
 esac
 finish
