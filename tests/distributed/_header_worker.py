@@ -2,8 +2,9 @@
 
 Run by `test_run_header.py` as N gloo processes (RANK / WORLD_SIZE in the environment, a
 FileStore for rendezvous). Each layout's Trainer is built and set up exactly as `trainperf run`
-builds it (the llama31_8b spec, the `debug` model, synthetic tokens); rank 0 writes the MLLOG
-disclosure events of every layout to --out as JSON, or {"error": traceback}.
+builds it (the llama31_8b spec, the `debug` model, synthetic tokens; a layout named moe_* the
+gpt_oss_20b spec and the `debug` gpt-oss); rank 0 writes the MLLOG disclosure events of every
+layout to --out as JSON, or {"error": traceback}.
 """
 
 from __future__ import annotations
@@ -34,9 +35,10 @@ BASE = [
 ]  # fmt: skip
 
 
-def facts_of(overrides: list[str], env: DistEnv) -> dict:
-    cfg = SPEC.resolve(apply_overrides(SPEC.config("tiny"), [*BASE, *overrides]))
-    trainer = Trainer(cfg, SPEC, None, ml=MLPerfLogger(None), console=Console(quiet=True), env=env)
+def facts_of(name: str, overrides: list[str], env: DistEnv) -> dict:
+    spec = get_benchmark("gpt_oss_20b") if name.startswith("moe_") else SPEC
+    cfg = spec.resolve(apply_overrides(spec.config("tiny"), [*BASE, *overrides]))
+    trainer = Trainer(cfg, spec, None, ml=MLPerfLogger(None), console=Console(quiet=True), env=env)
     trainer.data = SyntheticData(seq_len=32, vocab_size=256, eval_samples=4)
     trainer.setup()
     facts = trainer.facts(platform="gloo")
@@ -60,7 +62,7 @@ def main() -> None:
     results = {}
     for name, overrides in json.loads(args.layouts).items():
         try:
-            results[name] = facts_of(overrides, env)
+            results[name] = facts_of(name, overrides, env)
         except Exception:  # the other ranks cannot go on with the collectives either
             results[name] = {"error": traceback.format_exc()}
             break

@@ -3,7 +3,7 @@
 Mandatory from ruleset 6.1.0: ``tensor|pipeline|context|expert_parallelism``, ``micro_batch_size``
 and the lowest precision of the linear layers, attention and communication. Each layout's
 Trainer is built on 2 or 4 processes as ``trainperf run --nproc N`` builds it; the values must be
-the config's (tp, cp) and the precisions the layout really uses: FSDP's all-gather carries the
+the config's (tp, cp, ep) and the precisions the layout really uses: FSDP's all-gather carries the
 parameter dtype (bfloat16 here) or float8 with tensorwise float8, its reduce-scatter float32.
 """
 
@@ -27,7 +27,11 @@ TWO_RANKS = {
     "tp2": (["parallel.tp=2"], 2, 1, ("fp32", "fp32", "fp32"), 4),
     "cp2": (["parallel.cp=2"], 1, 2, ("fp32", "fp32", "fp32"), 4),
     "fsdp2_float8": (["parallel.float8=tensorwise"], 1, 1, ("fp8", "fp32", "fp8"), 2),
+    # the debug gpt-oss (gpt_oss_20b's spec) with its experts split over the 2 ranks
+    "moe_ep2": (["parallel.ep=2"], 1, 1, ("fp32", "fp32", "fp32"), 2),
 }
+EXPERT_PARALLEL = {"moe_ep2": 2}
+"""Layouts whose expert_parallelism is not 1."""
 FOUR_RANKS = {
     "cp2_tp2": (["parallel.cp=2", "parallel.tp=2"], 2, 2, ("fp32", "fp32", "fp32"), 4),
     "fsdp2_tp2_bf16": (
@@ -63,7 +67,8 @@ def test_disclosure_keys_are_the_layout_as_built(tmp_path: Path, world: int, lay
         got = report[name]
         assert "error" not in got, got.get("error")
         assert (got["tensor_parallelism"], got["context_parallelism"]) == (tp, cp), name
-        assert got["pipeline_parallelism"] == got["expert_parallelism"] == 1
+        assert got["pipeline_parallelism"] == 1
+        assert got["expert_parallelism"] == EXPERT_PARALLEL.get(name, 1), name
         assert got["micro_batch_size"] == 1
         assert got["gradient_accumulation_steps"] == accumulation, name
         precisions = tuple(

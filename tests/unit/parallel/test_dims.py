@@ -36,6 +36,9 @@ def test_defaults_are_one_rank_without_parallelism() -> None:
         ({"tp": 0, "world_size": 2}, r"tp\(0\) must be >= 1"),
         ({"dp_shard": 0, "world_size": 2}, r"dp_shard\(0\) must be >= 1, or -1"),
         ({"world_size": 0}, r"world_size\(0\) must be >= 1"),
+        ({"ep": 3, "world_size": 4}, r"ep\(3\) must divide the data-parallel ranks dp_shard\(4\)"),
+        ({"ep": 2, "tp": 2, "world_size": 4}, r"expert parallel ep\(2\) with tp\(2\)"),
+        ({"ep": 0, "world_size": 2}, r"ep\(0\) must be >= 1"),
     ],
 )
 def test_bad_sizes_say_what_to_do(kwargs: dict, message: str) -> None:
