@@ -23,4 +23,4 @@ def test_gpt_oss_biases_sinks_and_norms_do_not_decay() -> None:
     assert "norm.weight" in kept and not [n for n in decayed if n.endswith("bias")]
     assert len(decayed) + len(kept) == len(names)
     assert all(g["params"] for g in opt.param_groups)
-    assert torch.optim.AdamW == type(opt)
+    assert isinstance(opt, torch.optim.AdamW)
