@@ -34,7 +34,8 @@ from trainperf.models.checkpoint import (
     read_weight_map,
     write_checkpoint_dir,
 )
-from trainperf.models.gpt_oss.model import GptOss, GptOssConfig, Yarn, get_gpt_oss_config
+from trainperf.models.gpt_oss.config import GptOssConfig, Yarn, get_gpt_oss_config
+from trainperf.models.gpt_oss.model import GptOss
 
 CONFIG_FILE = "config.json"
 _TOP = {"tok_embeddings.weight": "model.embed_tokens.weight", "norm.weight": "model.norm.weight",

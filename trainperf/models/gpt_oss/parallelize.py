@@ -9,7 +9,8 @@ parallelism (``parallel.ep``) shards every MoE layer's experts over the ep ranks
 
 from __future__ import annotations
 
-from trainperf.models.gpt_oss.model import GptOss, GptOssConfig
+from trainperf.models.gpt_oss.config import GptOssConfig
+from trainperf.models.gpt_oss.model import GptOss
 from trainperf.parallel.plan import ParallelPlan
 
 
