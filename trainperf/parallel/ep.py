@@ -28,7 +28,7 @@ import torch.distributed as dist
 import torch.distributed._functional_collectives as funcol
 from torch import nn
 from torch.distributed.device_mesh import DeviceMesh
-from torch.distributed.tensor import DTensor, Shard, distribute_tensor
+from torch.distributed.tensor import Shard, distribute_tensor
 
 
 def apply_ep(moe_layers: list[nn.Module], ep_mesh: DeviceMesh) -> None:
@@ -46,11 +46,6 @@ def apply_ep(moe_layers: list[nn.Module], ep_mesh: DeviceMesh) -> None:
             experts.register_parameter(name, nn.Parameter(sharded, param.requires_grad))
         experts.grad_scale = 1.0 / ep
         moe.dispatch = partial(ep_dispatch, group=ep_mesh.get_group(), ep=ep)
-
-
-def local(param: torch.Tensor) -> torch.Tensor:
-    """This rank's part of an expert-parallel parameter (the tensor itself otherwise)."""
-    return param.to_local() if isinstance(param, DTensor) else param
 
 
 def _exchange(x: torch.Tensor, recv: list[int], send: list[int], group) -> torch.Tensor:
