@@ -3,8 +3,9 @@
 ``check_layout`` is the one place that ``run`` and ``perf`` (and their launchers, in the
 launching process, before torchrun or Slurm) ask whether a config can run on ``world`` ranks:
 
-- the parallel layout: tp, cp and dp_shard against the world size, and tp against the model's
-  heads, widths and vocabulary (the family's ``tp_sizes``), as ``ParallelDims`` checks them;
+- the parallel layout: tp, cp, ep and dp_shard against the world size, tp against the model's
+  heads, widths and vocabulary (the family's ``tp_sizes``), as ``ParallelDims`` checks them,
+  and ep against the model's experts;
 - the memory: the layout's estimate (``perf/memory.py``: weights, gradients and optimizer
   states, activations, loss) against each GPU's memory, or on CPU the ranks on this machine
   against its available RAM.
@@ -49,6 +50,7 @@ def check_layout(cfg: Config, *, world: int, local_ranks: int, memory: bool = Tr
     family = get_benchmark(cfg.benchmark).family
     model_cfg = family.model_config(cfg)
     check_parallel(cfg, family.tp_sizes(model_cfg), world=world)
+    check_experts(cfg, getattr(model_cfg, "n_experts", 0))
     if memory and os.environ.get(SKIP_MEMORY_CHECK) != "1":
         estimate = estimate_config_memory(cfg, family.shape(model_cfg), world=world)
         check_memory(cfg, estimate, device_memory(cfg.train.device, local_ranks), local_ranks)
@@ -74,9 +76,27 @@ def check_parallel(cfg: Config, tp_sizes: dict[str, int], *, world: int) -> None
             f"{group} ranks (--nproc {group}) or lower the degree (1 turns it off)"
         )
     try:
-        ParallelDims(dp_shard=par.dp_shard, cp=par.cp, tp=par.tp, world_size=world)
+        ParallelDims(dp_shard=par.dp_shard, cp=par.cp, tp=par.tp, ep=par.ep, world_size=world)
     except ValueError as exc:
         raise ValueError(f"on {world} ranks (--nproc x nodes): {exc}") from None
+
+
+def check_experts(cfg: Config, n_experts: int) -> None:
+    """ValueError if expert parallel is asked of a model without experts, or ep does not
+    divide them."""
+    ep = cfg.parallel.ep
+    if ep == 1:
+        return
+    if not n_experts:
+        raise ValueError(
+            f"parallel.ep({ep}): {cfg.benchmark}'s model has no experts to split; use parallel.ep=1"
+        )
+    if n_experts % ep:
+        divisors = [d for d in range(1, n_experts + 1) if n_experts % d == 0]
+        raise ValueError(
+            f"parallel.ep({ep}) must divide the model's {n_experts} experts; try ep in "
+            f"{{{', '.join(map(str, divisors))}}}"
+        )
 
 
 def device_memory(device: str, local_ranks: int) -> DeviceMemory:

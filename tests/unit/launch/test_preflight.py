@@ -36,6 +36,21 @@ def test_a_layout_that_splits_passes() -> None:
     check_layout(_cfg("parallel.tp=2", "train.device=cpu"), world=4, local_ranks=4)
 
 
+@pytest.mark.parametrize(
+    ("bench", "ep", "world", "message"),
+    [
+        ("llama31_8b", 2, 2, r"parallel.ep\(2\): llama31_8b's model has no experts to split"),
+        ("gpt_oss_20b", 3, 2, r"on 2 ranks .*ep\(3\) must divide the data-parallel ranks"),
+        ("gpt_oss_20b", 3, 3, r"parallel.ep\(3\) must divide the model's 8 experts; try ep in"),
+    ],
+)
+def test_expert_parallel_needs_experts_it_can_split(bench, ep, world, message) -> None:
+    cfg = _cfg(f"parallel.ep={ep}", bench=bench)
+    with pytest.raises(ValueError, match=message):
+        check_layout(cfg, world=world, local_ranks=world, memory=False)
+    check_layout(_cfg("parallel.ep=2", bench="gpt_oss_20b"), world=4, local_ranks=4, memory=False)
+
+
 def _estimate(weights_gib: float) -> MemoryEstimate:
     return MemoryEstimate(weights_gib, 0.0, 1.0, 0.0, 3.0)
 
