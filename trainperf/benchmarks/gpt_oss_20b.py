@@ -16,7 +16,11 @@ from __future__ import annotations
 
 from mlperf_logging.mllog import constants as C
 
-from trainperf.benchmarks.pretraining import optimizer_events, pretraining_config
+from trainperf.benchmarks.pretraining import (
+    max_steps_requirements,
+    optimizer_events,
+    pretraining_config,
+)
 from trainperf.benchmarks.spec import BenchmarkSpec, DataSpec, EvalRules, PerfPreset, Scale
 from trainperf.config import Config
 from trainperf.data.readers import read_pretraining
@@ -183,16 +187,13 @@ def required_hyperparameters(hyper: dict, gbs: int | None, full: bool) -> dict[s
     """What the closed rules require of the logged schedule (decay steps and end LR follow from
     the logged warmup and base LR; v6.0 also accepts the RCPs' end LR 4e-5, which report's
     conformance does not know); the decay schedule's name at every scale."""
-    want: dict[str, object] = {C.OPT_LR_DECAY_SCHEDULE: OPT_LEARNING_RATE_DECAY_SCHEDULE}
-    if not full:
-        return want
-    want[C.MAX_STEPS] = MAX_STEPS
-    warmup, base = hyper.get(C.OPT_LR_WARMUP_STEPS), hyper.get(C.OPT_BASE_LR)
-    if isinstance(warmup, int) and not isinstance(warmup, bool):
-        want[C.OPT_LR_DECAY_STEPS] = MAX_STEPS - warmup
-    if isinstance(base, int | float) and not isinstance(base, bool):
-        want[C.OPT_END_LR] = base * OPT_END_LEARNING_RATE_FACTOR
-    return want
+    return max_steps_requirements(
+        hyper,
+        full,
+        max_steps=MAX_STEPS,
+        end_lr_factor=OPT_END_LEARNING_RATE_FACTOR,
+        schedule=OPT_LEARNING_RATE_DECAY_SCHEDULE,
+    )
 
 
 SPEC = BenchmarkSpec(

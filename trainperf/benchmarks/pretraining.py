@@ -1,5 +1,6 @@
-"""What the two C4 pretraining benchmarks (llama31_8b, llama31_405b) share: the shape of their
-default config and of their MLLOG hyperparameter keys. The values stay in each module."""
+"""What the C4 pretraining benchmarks (llama31_8b, llama31_405b, gpt_oss_20b, deepseekv3_671b)
+share: the shape of their default config and of their MLLOG hyperparameter keys, and the rule
+that ties decay steps and end LR to max_steps. The values stay in each module."""
 
 from __future__ import annotations
 
@@ -61,3 +62,21 @@ def optimizer_events(rules: Mapping[str, object], cfg: Config) -> list[tuple[str
         (C.OPT_ADAMW_WEIGHT_DECAY, t.weight_decay),
         (C.OPT_GRADIENT_CLIP_NORM, t.grad_clip),
     ]
+
+
+def max_steps_requirements(
+    hyper: Mapping[str, object], full: bool, *, max_steps: int, end_lr_factor: float, schedule: str
+) -> dict[str, object]:
+    """What closed rules of the llama31_8b kind require of a logged schedule: its name at every
+    scale; at full scale max_steps, decay steps = max_steps - the logged warmup, and end LR =
+    end_lr_factor x the logged base LR."""
+    want: dict[str, object] = {C.OPT_LR_DECAY_SCHEDULE: schedule}
+    if not full:
+        return want
+    want[C.MAX_STEPS] = max_steps
+    warmup, base = hyper.get(C.OPT_LR_WARMUP_STEPS), hyper.get(C.OPT_BASE_LR)
+    if isinstance(warmup, int) and not isinstance(warmup, bool):
+        want[C.OPT_LR_DECAY_STEPS] = max_steps - warmup
+    if isinstance(base, int | float) and not isinstance(base, bool):
+        want[C.OPT_END_LR] = base * end_lr_factor
+    return want
