@@ -120,6 +120,10 @@ class TrainConfig:
     precision: the compute in train.dtype, a float32 master copy) or 'bfloat16' (all in bf16,
     half the memory, rounding each update to bf16: what lets the full flux1 fit one 141 GB GPU).
     `perf` prints it beside the layout."""
+    optimizer_streams: int = 2
+    """CUDA streams that torch's fused AdamW runs on, the parameters split among them by size
+    (each launch of the fused kernel fills only part of a large GPU; launches on two streams
+    overlap). The same update bit for bit; 1: one stream. No effect on CPU."""
     attention: str = "auto"
     """Attention kernel on CUDA: 'auto' (cuDNN first on Hopper, about 2x flash there; PyTorch's
     order elsewhere), 'cudnn', 'flash', 'efficient' or 'math'. No effect on CPU."""
@@ -139,6 +143,7 @@ class TrainConfig:
             eval_samples=self.eval_samples,
             eval_batch_size=self.eval_batch_size,
             lr=self.lr,
+            optimizer_streams=self.optimizer_streams,
         )
         if self.time_limit_min < 0:
             raise ValueError(

@@ -53,6 +53,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--profile-steps", type=int, default=2, help="steps under the profiler (default 2)"
     )
+    p.add_argument(
+        "--sync-each-step",
+        action="store_true",
+        help="wait for the GPU after every step and time each on the host (adds the host's "
+        "batch preparation to each step); default: CUDA events, no host sync, as `run` trains",
+    )
 
 
 def cmd(args: argparse.Namespace) -> int:
@@ -77,6 +83,7 @@ def cmd(args: argparse.Namespace) -> int:
         real_data=bool(args.data_dir),
         profile_dir=args.profile,
         profile_steps=args.profile_steps,
+        sync_each_step=args.sync_each_step,
     )
     result = launch_perf(cfg, request, console=console)
     if isinstance(result, int):
@@ -112,6 +119,7 @@ def _render(r: PerfResult, *, as_json: bool) -> None:
         ("layers / seq / GBS / micro-batch",
          f"{r.n_layers} / {r.seq_len} / {r.global_batch_size} / {r.micro_batch_size}"),
         ("step time (median, min)", f"{r.median_step_s:.3f} s, {r.min_step_s:.3f} s"),
+        ("timed by", r.timing),
         ("tokens/s", f"{r.tokens_per_s:,.0f}"),
         (f"tokens/s/{per}", f"{r.tokens_per_s_per_gpu:,.0f}"),
         (f"model TFLOP/s/{per}", "n/a (LoRA)" if r.model_tflops_per_gpu is None

@@ -158,6 +158,8 @@ class PerfRequest:
     """Time on the prepared data (--data-dir) instead of synthetic tokens."""
     profile_dir: Path | None = None
     profile_steps: int = 2
+    sync_each_step: bool = False
+    """Wait for the GPU after every step (the old timing) instead of timing by CUDA events."""
 
 
 def launch_perf(cfg: Config, request: PerfRequest, *, console: Console) -> PerfResult | int:
@@ -186,6 +188,7 @@ def launch_perf(cfg: Config, request: PerfRequest, *, console: Console) -> PerfR
             console=console,
             profile_dir=request.profile_dir,
             profile_steps=request.profile_steps,
+            sync_each_step=request.sync_each_step,
         )
     finally:
         shutdown(env)

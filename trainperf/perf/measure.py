@@ -148,6 +148,9 @@ class PerfResult:
     """The speed features in use, e.g. 'compile, float8 tensorwise, chunked CE, AC selective'."""
     profile: dict[str, Any] | None = None
     """With --profile: rank 0's ``ProfileSummary`` of the profiled steps, as a dict."""
+    timing: str = "host clock, a sync per step"
+    """How the steps were timed: 'CUDA events, no host sync' (the default on a GPU) or 'host
+    clock, a sync per step' (CPU, or --sync-each-step)."""
 
 
 def measure(
@@ -161,9 +164,18 @@ def measure(
     console: Console,
     profile_dir: Path | None = None,
     profile_steps: int = 2,
+    sync_each_step: bool = False,
 ) -> PerfResult:
     """Time ``warmup + steps`` optimizer steps; statistics over the last ``steps``. With
-    ``profile_dir``, 1 + ``profile_steps`` more steps run under torch.profiler (not timed)."""
+    ``profile_dir``, 1 + ``profile_steps`` more steps run under torch.profiler (not timed).
+
+    On CUDA a step's time is the GPU's, between CUDA events queued at the step boundaries, with
+    no host sync in between: the host prepares the next batch while the GPU still computes, as
+    in `trainperf run`'s loop, and a GPU that waits for the host still counts. With
+    ``sync_each_step`` the host waits for the GPU after every step and times it with its clock
+    (what a per-step ``torch.cuda.synchronize`` loop measures: the batch preparation is then
+    added to every step).
+    """
     if steps < 1 or warmup < 0 or profile_steps < 1:
         raise ValueError(
             f"--steps({steps}) and --profile-steps({profile_steps}) must be >= 1 and "
@@ -177,25 +189,45 @@ def measure(
         trainer.data = synthetic_data(cfg, trainer)
     trainer.setup()
     cuda = trainer.device.type == "cuda"
-    times, losses = [], []
-    for _ in range(warmup + steps):
-        if cuda:
-            torch.cuda.synchronize(trainer.device)
-        start = time.perf_counter()
-        losses.append(trainer.train_step())
-        if cuda:  # a host sync per step: fine for timing, never in `trainperf run`'s loop
-            torch.cuda.synchronize(trainer.device)
-        times.append(time.perf_counter() - start)
+    steps_total = warmup + steps
+    if cuda and not sync_each_step:
+        losses, times = _event_timed(trainer, steps_total)
+    else:
+        times, losses = [], []
+        for _ in range(steps_total):
+            if cuda:
+                torch.cuda.synchronize(trainer.device)
+            start = time.perf_counter()
+            losses.append(trainer.train_step())
+            if cuda:
+                torch.cuda.synchronize(trainer.device)
+            times.append(time.perf_counter() - start)
     result = _result(cfg, trainer, times, warmup=warmup, synthetic=paths is None)
     # this rank's losses, read after the timing (with train.seed fixed, feature combinations
     # can be compared step by step: same initial weights, same synthetic batches)
     result.losses = [round(float(x), 5) for x in losses]
     result.seed = cfg.train.seed
     result.features += f", attention {trainer.attention}"
+    if cuda and not sync_each_step:
+        result.timing = "CUDA events, no host sync"
     if profile_dir is not None:
         summary = _profile(trainer, profile_dir, steps=profile_steps)
         result.profile = summary_to_dict(summary) if env.is_main else None
     return result
+
+
+def _event_timed(trainer: Trainer, steps: int) -> tuple[list[torch.Tensor], list[float]]:
+    """(losses, seconds per step) of `steps` training steps timed by CUDA events at the step
+    boundaries; the host waits once, at the end."""
+    torch.cuda.synchronize(trainer.device)
+    marks = [torch.cuda.Event(enable_timing=True) for _ in range(steps + 1)]
+    losses = []
+    marks[0].record()
+    for i in range(steps):
+        losses.append(trainer.train_step())
+        marks[i + 1].record()
+    torch.cuda.synchronize(trainer.device)
+    return losses, [a.elapsed_time(b) / 1e3 for a, b in zip(marks, marks[1:])]
 
 
 def _profile(trainer: Trainer, directory: Path, *, steps: int) -> ProfileSummary:

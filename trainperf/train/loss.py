@@ -104,6 +104,23 @@ def compiled_chunk_loss_and_grad():
     return _compiled_chunk_loss_and_grad
 
 
+def scaled_to(x: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """x in `dtype`, times `scale` (computed in `dtype`)."""
+    return x.to(dtype) * scale
+
+
+_compiled_scaled_to = None
+
+
+def compiled_scaled_to():
+    """``scaled_to`` through torch.compile: one pass (read x, write the result) instead of a
+    cast and a multiply (built once per process)."""
+    global _compiled_scaled_to
+    if _compiled_scaled_to is None:
+        _compiled_scaled_to = torch.compile(scaled_to, fullgraph=True, dynamic=False)
+    return _compiled_scaled_to
+
+
 class ChunkedCrossEntropy(torch.autograd.Function):
     """sum_i w_i * CE(hidden_i @ weight.T, label_i), without materialising float32 logits.
 
@@ -122,7 +139,16 @@ class ChunkedCrossEntropy(torch.autograd.Function):
 
     @staticmethod
     def forward(
-        ctx, hidden, weight, labels, w, chunk: int, dtype: torch.dtype, with_grad: bool, chunk_fn
+        ctx,
+        hidden,
+        weight,
+        labels,
+        w,
+        chunk: int,
+        dtype: torch.dtype,
+        with_grad: bool,
+        chunk_fn,
+        scale_fn=None,
     ):
         # hidden (N, D), weight (V, D), labels (N,), w (N,) float32 -> scalar float32
         chunk_fn = chunk_fn or chunk_loss_and_grad
@@ -143,15 +169,22 @@ class ChunkedCrossEntropy(torch.autograd.Function):
             if with_grad:
                 grads[start : start + chunk] = grad
         if with_grad:
-            grad_hidden = (grads @ wt).to(hidden.dtype)  # (N, D)
-            grad_weight = (grads.t() @ h).to(weight.dtype)  # (V, D)
-            ctx.save_for_backward(grad_hidden, grad_weight)
+            # kept in the GEMMs' dtype; backward casts and scales them in one pass
+            ctx.save_for_backward(grads @ wt, grads.t() @ h)  # (N, D), (V, D)
+            ctx.dtypes = (hidden.dtype, weight.dtype)
+            ctx.scale_fn = scale_fn or scaled_to
         return total
 
     @staticmethod
     def backward(ctx, grad_total):
         grad_hidden, grad_weight = ctx.saved_tensors
-        return grad_hidden * grad_total, grad_weight * grad_total, *([None] * 6)
+        hidden_dtype, weight_dtype = ctx.dtypes
+        scale = grad_total.float()
+        return (
+            ctx.scale_fn(grad_hidden, scale, hidden_dtype),
+            ctx.scale_fn(grad_weight, scale, weight_dtype),
+            *([None] * 7),
+        )
 
 
 def token_weights(labels: torch.Tensor, *, reduction: str) -> torch.Tensor:
@@ -240,6 +273,7 @@ def chunked_loss_head(
             dtype,
             with_grad,
             compiled_chunk_loss_and_grad() if compile else None,
+            compiled_scaled_to() if compile else None,
         )
         return loss_sum, count
 

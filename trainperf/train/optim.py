@@ -11,15 +11,16 @@ from trainperf.config import TrainConfig
 
 
 def build_optimizer(
-    model: nn.Module, cfg: TrainConfig, *, fused: bool = False
-) -> torch.optim.AdamW:
+    model: nn.Module, cfg: TrainConfig, *, fused: bool = False, streams: int = 1
+) -> torch.optim.AdamW | StreamedAdamW:
     """AdamW with decoupled weight decay on matrices only, or on every parameter.
 
     Megatron (and so the NeMo llama31_8b reference) exempts biases and 1-D parameters (norm
     weights) from weight decay; embeddings and linear weights decay. flux1's torchtitan
     reference decays every parameter (``cfg.decay_all_params``). Parameters sharded over
     different device meshes (expert parallel's experts beside FSDP's other parameters) go into
-    separate groups: a foreach / fused update takes one mesh at a time.
+    separate groups: a foreach / fused update takes one mesh at a time. With ``streams`` > 1
+    (fused only) the parameters are split over that many CUDA streams (`StreamedAdamW`).
     """
     groups: dict[tuple[bool, int], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
@@ -27,16 +28,88 @@ def build_optimizer(
             matrix = p.ndim >= 2 and not name.endswith("bias")  # gpt-oss's (experts, n) biases
             key = (matrix or cfg.decay_all_params, mesh_key(p))
             groups.setdefault(key, []).append(p)
-    return torch.optim.AdamW(
-        [
-            {"params": params, "weight_decay": cfg.weight_decay if decay else 0.0}
-            for (decay, _), params in sorted(groups.items(), key=lambda kv: not kv[0][0])
-        ],
-        lr=cfg.lr,
-        betas=(cfg.beta1, cfg.beta2),
-        eps=cfg.eps,
-        fused=fused,
-    )
+    param_groups = [
+        {"params": params, "weight_decay": cfg.weight_decay if decay else 0.0}
+        for (decay, _), params in sorted(groups.items(), key=lambda kv: not kv[0][0])
+    ]
+    hyper = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused)
+    if fused and streams > 1:
+        return StreamedAdamW(param_groups, streams=streams, **hyper)
+    return torch.optim.AdamW(param_groups, **hyper)
+
+
+class StreamedAdamW:
+    """torch's fused AdamW over parameters split into ``streams`` lanes of about equal size,
+    each lane stepped on its own CUDA stream (the first on the current one).
+
+    One launch of the fused kernel runs 320 blocks of 512 threads, which leaves part of a large
+    GPU (132 SMs) idle, and launches on one stream do not overlap: the update of billions of
+    parameters then runs well below the memory bandwidth. Lanes on several streams overlap their
+    launches. Each parameter's update is torch's fused kernel's, bit for bit. The side streams
+    wait for the current one before stepping (the gradients), and the current one waits for
+    them after. Exposes what the trainer uses: ``param_groups`` (the lanes' groups, so setting
+    an LR reaches every lane), ``defaults``, ``step``, ``zero_grad`` and ``grad_scale`` (the
+    clip factor, handed to every lane). Off CUDA the lanes step one after the other.
+    """
+
+    def __init__(self, param_groups: list[dict], *, streams: int, **hyper) -> None:
+        lanes: list[list[dict]] = [[] for _ in range(streams)]
+        for group in param_groups:
+            size = [0] * streams
+            split: list[list[nn.Parameter]] = [[] for _ in range(streams)]
+            for p in sorted(group["params"], key=lambda t: -t.numel()):  # largest first
+                lane = size.index(min(size))
+                split[lane].append(p)
+                size[lane] += p.numel()
+            for lane, params in enumerate(split):
+                if params:
+                    lanes[lane].append({**group, "params": params})
+        self.lanes = [torch.optim.AdamW(groups, **hyper) for groups in lanes if groups]
+        self._streams: list[torch.cuda.Stream] | None = None
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for opt in self.lanes for g in opt.param_groups]
+
+    @property
+    def defaults(self) -> dict:
+        return self.lanes[0].defaults
+
+    @property
+    def grad_scale(self) -> torch.Tensor | None:
+        return getattr(self.lanes[0], "grad_scale", None)
+
+    @grad_scale.setter
+    def grad_scale(self, value: torch.Tensor) -> None:
+        for opt in self.lanes:
+            opt.grad_scale = value
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.lanes:
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def _side_streams(self, device: torch.device) -> list[torch.cuda.Stream]:
+        if self._streams is None:
+            self._streams = [torch.cuda.Stream(device) for _ in self.lanes[1:]]
+        return self._streams
+
+    @torch.no_grad()
+    def step(self) -> None:
+        first = self.lanes[0].param_groups[0]["params"][0]
+        if first.device.type != "cuda":
+            for opt in self.lanes:
+                opt.step()
+            return
+        main = torch.cuda.current_stream(first.device)
+        side = self._side_streams(first.device)
+        for stream in side:  # the gradients (and the clip factor) are ready from here on
+            stream.wait_stream(main)
+        self.lanes[0].step()
+        for opt, stream in zip(self.lanes[1:], side):
+            with torch.cuda.stream(stream):
+                opt.step()
+        for stream in side:
+            main.wait_stream(stream)
 
 
 def mesh_key(p: torch.Tensor) -> int:
@@ -72,6 +145,6 @@ def lr_at(
     return end_lr + (base_lr - end_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+def set_lr(optimizer: torch.optim.Optimizer | StreamedAdamW, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -151,4 +151,6 @@ class FlowMatchingTask:
         )
         target = pack_latents(noise - x0)
         per_sample = (pred.float() - target).pow(2).mean(dim=(1, 2))
-        return per_sample.sum(), torch.tensor(float(t.shape[0]), device=device)
+        # torch.full fills on the device; torch.tensor(..., device=cuda) would copy from the
+        # host and make it wait for the GPU's queue in the middle of every step
+        return per_sample.sum(), torch.full((), float(t.shape[0]), device=device)

@@ -92,3 +92,16 @@ def test_bad_chunk_is_refused() -> None:
         chunked_loss_head(
             torch.zeros(1, 1, dtype=torch.long), reduction="token", dtype=torch.float32, chunk=0
         )
+
+
+@pytest.mark.parametrize("out", [torch.float32, torch.bfloat16])
+def test_compiled_backward_scaling_is_the_eager_one_bit_for_bit(out: torch.dtype) -> None:
+    """Backward turns the saved bf16 gradients into the parameters' dtype times the incoming
+    scalar in one compiled pass; the same bits as the eager cast and multiply."""
+    from trainperf.train.loss import compiled_scaled_to, scaled_to
+
+    g = torch.randn(64, 48, generator=torch.Generator().manual_seed(3)).to(torch.bfloat16)
+    scale = torch.tensor(1 / 3000.0)
+    got, ref = compiled_scaled_to()(g, scale, out), scaled_to(g, scale, out)
+    assert got.dtype == ref.dtype == out
+    assert torch.equal(got, ref)

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The two open speed goals, each beside its peer in the same device call (one H200):
+# [flux1] flux-proxy (6 double + 12 single blocks, 3.79 B, 256 x 256 images, batch 16) vs
+# diffusers (../shared/tools/peer_bench.py hf-flux) and [round6] gpt_oss_20b with 4 of its 24
+# layers (seq 8192, GBS = micro-batch = 1) vs HF GptOssForCausalLM + FSDP2 (bench/peer_moe.py).
+# Usage (repo root; .whl/ with the mlperf-logging, torchao, diffusers wheels; .peer/peer_bench.py):
+#   bash bench/gpu_goals.sh profile   # peers without AC (their faster figure), ours at its best
+#                                     #   with a kernel table of one profiled run each
+#   bash bench/gpu_goals.sh final     # peers without AC, ours (AdamW on 1 and 2 streams, event
+#                                     #   timing and a sync per step): the figures for RESULTS
+# Every trainperf run uses train.seed=1234 (same initial weights and batches across variants).
+source bench/device_env.sh
+flux_peer() {  # name, timeout, peer_bench.py hf-flux arguments...
+  local name=$1 limit=$2; shift 2
+  PEER_SDPA=flash run "$name" "$limit" torchrun --standalone --nproc-per-node 1 \
+    .peer/peer_bench.py hf-flux --size flux-proxy --batch 16 --steps 14 "$@"
+}
+flux_ours() {  # name, timeout, overrides...
+  local name=$1 limit=$2; shift 2
+  run "$name" "$limit" python3 -m trainperf perf flux1 --preset 1gpu --json --steps 20 \
+    --warmup 3 train.seed=1234 parallel.compile=true "$@"
+}
+moe_peer() {
+  local name=$1 limit=$2; shift 2
+  run "$name" "$limit" torchrun --standalone --nproc-per-node 1 bench/peer_moe.py hf-gpt-oss \
+    --size gpt-oss-20b-mlperf --layers 4 --seq 8192 --batch 1 --steps 14 --warmup 3 "$@"
+}
+moe_ours() {
+  local name=$1 limit=$2; shift 2
+  run "$name" "$limit" python3 -m trainperf perf gpt_oss_20b --preset 1gpu --json --steps 20 \
+    --warmup 3 train.seed=1234 train.global_batch_size=1 train.micro_batch_size=1 \
+    parallel.compile=true "$@"
+}
+kernels() {  # name: the kernel table of $OUT/name/trace_rank0.json.gz, then drop the trace
+  python3 bench/kernel_table.py "$OUT/$1/trace_rank0.json.gz" > "$OUT/$1_kernels.txt" 2>&1
+  head -12 "$OUT/$1_kernels.txt"; rm -rf "${OUT:?}/$1"
+}
+case "${1:?which group: profile or final}" in
+profile)
+  gpu_tests gpu_tests_clip tests/unit/train/test_clip_fused.py
+  flux_peer peer_flux_noac 150 --no-ac
+  flux_ours ours_flux_fp8tw 260 parallel.float8=tensorwise --profile "$OUT/prof_flux_fp8tw"
+  kernels prof_flux_fp8tw
+  moe_peer peer_moe_noac 150 --no-ac
+  moe_ours ours_moe 240 --profile "$OUT/prof_moe"
+  kernels prof_moe
+  ;;
+final)  # after the fused clip, AdamW on 2 streams, the sync-free CE count and event timing:
+  # the GPU tests of those, then each goal's peer (its faster figure: no AC) and ours
+  gpu_tests gpu_tests_final tests/unit/train/test_clip_fused.py tests/unit/train/test_optim_streams.py
+  flux_peer peer_flux_noac 75 --no-ac
+  flux_ours ours_flux_bf16 80
+  flux_ours ours_flux_fp8tw 80 parallel.float8=tensorwise
+  flux_ours ours_flux_fp8tw_1stream 80 parallel.float8=tensorwise train.optimizer_streams=1
+  flux_ours ours_flux_fp8tw_sync 80 parallel.float8=tensorwise --sync-each-step
+  moe_peer peer_moe_noac 70 --no-ac
+  moe_ours ours_moe 70
+  moe_ours ours_moe_1stream 70 train.optimizer_streams=1
+  ;;
+esac
+finish
