@@ -57,18 +57,5 @@ final)  # after the fused clip, AdamW on 2 streams, the sync-free CE count and e
   moe_ours ours_moe 70
   moe_ours ours_moe_1stream 70 train.optimizer_streams=1
   ;;
-streams)  # gpt_oss: AdamW on 2 vs 4 streams, 30 timed steps each, beside the peer again;
-  # flux1 float8 on 4 streams
-  moe_peer peer_moe_noac 100 --no-ac
-  moe_ours ours_moe_2streams 90 --steps 30
-  moe_ours ours_moe_4streams 90 --steps 30 train.optimizer_streams=4
-  flux_ours ours_flux_fp8tw_4streams 90 parallel.float8=tensorwise train.optimizer_streams=4
-  ;;
-ce)  # the chunked cross entropy's compiled chunk with and without split reductions, then
-  # gpt_oss (one row per program, the default now) beside the peer
-  run ce_chunk_kernels 120 python3 bench/ce_chunk_kernels.py
-  moe_peer peer_moe_noac 100 --no-ac
-  moe_ours ours_moe 90 --steps 30
-  ;;
 esac
 finish

@@ -100,11 +100,7 @@ def compiled_chunk_loss_and_grad():
     """``chunk_loss_and_grad`` through torch.compile (built once per process)."""
     global _compiled_chunk_loss_and_grad
     if _compiled_chunk_loss_and_grad is None:
-        # one program per row: inductor would otherwise split a row's (128k-wide) log-sum-exp
-        # over several programs, which turns its one-pass online softmax off
-        _compiled_chunk_loss_and_grad = torch.compile(
-            chunk_loss_and_grad, fullgraph=True, options={"split_reductions": False}
-        )
+        _compiled_chunk_loss_and_grad = torch.compile(chunk_loss_and_grad, fullgraph=True)
     return _compiled_chunk_loss_and_grad
 
 
