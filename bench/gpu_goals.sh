@@ -57,5 +57,10 @@ final)  # after the fused clip, AdamW on 2 streams, the sync-free CE count and e
   moe_ours ours_moe 70
   moe_ours ours_moe_1stream 70 train.optimizer_streams=1
   ;;
+pair)  # gpt_oss: the peer, ours, the peer again (bracketing ours), 30 timed steps for ours
+  moe_peer peer_moe_noac 150 --no-ac
+  moe_ours ours_moe 100 --steps 30
+  moe_peer peer_moe_noac_again 100 --no-ac
+  ;;
 esac
 finish
