@@ -22,10 +22,8 @@ def main() -> None:
     with gzip.open(args.trace, "rt") as fh:
         data = json.load(fh)
     events = data.get("traceEvents", []) if isinstance(data, dict) else data
-    steps = len({
-        ev["name"] for ev in events
-        if ev.get("cat") == "gpu_user_annotation" and str(ev.get("name", "")).startswith("ProfilerStep#")
-    })
+    marks = [ev for ev in events if ev.get("cat") == "gpu_user_annotation"]
+    steps = len({ev["name"] for ev in marks if str(ev["name"]).startswith("ProfilerStep#")})
     s = summarize_trace(events, steps=steps, wall_s=0.0, top=args.top)
     print(f"profiled steps {steps}; GPU busy {s.gpu_busy_ms_per_step:.1f} ms per step")
     for cat, ms in sorted(s.category_ms_per_step.items(), key=lambda kv: -kv[1]):

@@ -148,9 +148,9 @@ class PerfResult:
     """The speed features in use, e.g. 'compile, float8 tensorwise, chunked CE, AC selective'."""
     profile: dict[str, Any] | None = None
     """With --profile: rank 0's ``ProfileSummary`` of the profiled steps, as a dict."""
-    timing: str = "host clock, a sync per step"
-    """How the steps were timed: 'CUDA events, no host sync' (the default on a GPU) or 'host
-    clock, a sync per step' (CPU, or --sync-each-step)."""
+    timing: str = "host clock"
+    """How the steps were timed: 'CUDA events, no host sync' (the default on a GPU), 'host
+    clock, a GPU sync per step' (--sync-each-step) or 'host clock' (CPU)."""
 
 
 def measure(
@@ -208,8 +208,9 @@ def measure(
     result.losses = [round(float(x), 5) for x in losses]
     result.seed = cfg.train.seed
     result.features += f", attention {trainer.attention}"
-    if cuda and not sync_each_step:
-        result.timing = "CUDA events, no host sync"
+    if cuda:
+        synced = "host clock, a GPU sync per step"
+        result.timing = synced if sync_each_step else "CUDA events, no host sync"
     if profile_dir is not None:
         summary = _profile(trainer, profile_dir, steps=profile_steps)
         result.profile = summary_to_dict(summary) if env.is_main else None
