@@ -105,7 +105,8 @@ def compiled_chunk_loss_and_grad():
 
 
 def scaled_to(x: torch.Tensor, scale: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """x in `dtype`, times `scale` (computed in `dtype`)."""
+    """x in `dtype` times `scale` (PyTorch computes the product in float32, then rounds it to
+    `dtype`)."""
     return x.to(dtype) * scale
 
 
@@ -169,22 +170,25 @@ class ChunkedCrossEntropy(torch.autograd.Function):
             if with_grad:
                 grads[start : start + chunk] = grad
         if with_grad:
-            # kept in the GEMMs' dtype; backward casts and scales them in one pass
-            ctx.save_for_backward(grads @ wt, grads.t() @ h)  # (N, D), (V, D)
+            # kept in the GEMMs' dtype; backward casts and scales them in one pass. A frozen
+            # output layer (LoRA) gets no gradient: its GEMM is skipped.
+            need_hidden, need_weight = ctx.needs_input_grad[:2]
+            ctx.save_for_backward(
+                grads @ wt if need_hidden else None,  # (N, D)
+                grads.t() @ h if need_weight else None,  # (V, D)
+            )
             ctx.dtypes = (hidden.dtype, weight.dtype)
             ctx.scale_fn = scale_fn or scaled_to
         return total
 
     @staticmethod
     def backward(ctx, grad_total):
-        grad_hidden, grad_weight = ctx.saved_tensors
-        hidden_dtype, weight_dtype = ctx.dtypes
         scale = grad_total.float()
-        return (
-            ctx.scale_fn(grad_hidden, scale, hidden_dtype),
-            ctx.scale_fn(grad_weight, scale, weight_dtype),
-            *([None] * 7),
-        )
+        grads = [
+            None if g is None else ctx.scale_fn(g, scale, dtype)
+            for g, dtype in zip(ctx.saved_tensors, ctx.dtypes)
+        ]
+        return *grads, *([None] * 7)
 
 
 def token_weights(labels: torch.Tensor, *, reduction: str) -> torch.Tensor:

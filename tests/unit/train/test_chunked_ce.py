@@ -105,3 +105,18 @@ def test_compiled_backward_scaling_is_the_eager_one_bit_for_bit(out: torch.dtype
     got, ref = compiled_scaled_to()(g, scale, out), scaled_to(g, scale, out)
     assert got.dtype == ref.dtype == out
     assert torch.equal(got, ref)
+
+
+def test_a_frozen_output_layer_gets_no_gradient_and_the_hidden_one_is_unchanged() -> None:
+    """LoRA freezes the output layer: its (V, D) gradient GEMM is skipped, the hidden states'
+    gradient is the same as when the weight is trained."""
+    torch.manual_seed(2)
+    h = torch.randn(40, 16, requires_grad=True)
+    w = torch.randn(200, 16)
+    labels, ones = torch.randint(0, 200, (40,)), torch.ones(40)
+    frozen = ChunkedCrossEntropy.apply(h, w, labels, ones, 16, torch.float32, True, None)
+    (g_frozen,) = torch.autograd.grad(frozen, (h,))
+    w_trained = w.clone().requires_grad_(True)
+    trained = ChunkedCrossEntropy.apply(h, w_trained, labels, ones, 16, torch.float32, True, None)
+    g_hidden, g_weight = torch.autograd.grad(trained, (h, w_trained))
+    assert torch.equal(g_frozen, g_hidden) and g_weight.shape == w.shape
