@@ -8,6 +8,7 @@
 #                                     #   with a kernel table of one profiled run each
 #   bash bench/gpu_goals.sh final     # peers without AC, ours (AdamW on 1 and 2 streams, event
 #                                     #   timing and a sync per step): the figures for RESULTS
+#   bash bench/gpu_goals.sh master    # float32 masters in AdamW against masters in the model
 # Every trainperf run uses train.seed=1234 (same initial weights and batches across variants).
 source bench/device_env.sh
 flux_peer() {  # name, timeout, peer_bench.py hf-flux arguments...
@@ -61,6 +62,16 @@ pair)  # gpt_oss: the peer, ours, the peer again (bracketing ours), 30 timed ste
   moe_peer peer_moe_noac 150 --no-ac
   moe_ours ours_moe 100 --steps 30
   moe_peer peer_moe_noac_again 100 --no-ac
+  ;;
+master)  # float32 masters in AdamW (train.master_weights auto = optimizer here) against the
+  # masters as the model's parameters (model: autocast casts them), each goal in the same call
+  gpu_tests gpu_tests_master tests/unit/train/test_master_weights.py \
+    tests/unit/train/test_optim_streams.py tests/unit/train/test_clip_fused.py
+  moe_peer peer_moe_noac 150 --no-ac
+  moe_ours ours_moe 110 --steps 30
+  moe_ours ours_moe_model 110 --steps 30 train.master_weights=model
+  flux_ours ours_flux_bf16 110
+  flux_ours ours_flux_bf16_model 110 train.master_weights=model
   ;;
 esac
 finish

@@ -120,6 +120,14 @@ class TrainConfig:
     precision: the compute in train.dtype, a float32 master copy) or 'bfloat16' (all in bf16,
     half the memory, rounding each update to bf16: what lets the full flux1 fit one 141 GB GPU).
     `perf` prints it beside the layout."""
+    master_weights: str = "auto"
+    """Where the float32 master weights of mixed precision live (master_dtype float32, bf16
+    compute): 'model' (the model's parameters; autocast casts the matmul weights to bf16 at
+    every forward and their bf16 gradients back to float32), 'optimizer' (AdamW keeps them and
+    writes the model's bf16 copies in the same pass as the update; the gradients stay bf16,
+    summed in float32 over micro-batches: the same training without the two casts) or 'auto'
+    ('optimizer' on CUDA in one process without float8 or LoRA, else 'model'). On 2+ ranks
+    FSDP2 makes the bf16 copies as it gathers the weights."""
     optimizer_streams: int = 2
     """CUDA streams that torch's fused AdamW runs on, the parameters split among them by size
     (each launch of the fused kernel fills only part of a large GPU; launches on two streams
@@ -186,6 +194,11 @@ class TrainConfig:
         if self.master_dtype == "bfloat16" and self.dtype == "float32":
             raise ValueError(
                 "train.master_dtype=bfloat16 computes in bf16: use train.dtype=bfloat16 or auto"
+            )
+        if self.master_weights not in ("auto", "model", "optimizer"):
+            raise ValueError(
+                f"train.master_weights({self.master_weights!r}) must be 'auto', 'model' or "
+                "'optimizer'"
             )
         if not (self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:")):
             raise ValueError(

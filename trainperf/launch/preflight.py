@@ -51,6 +51,7 @@ def check_layout(cfg: Config, *, world: int, local_ranks: int, memory: bool = Tr
     model_cfg = family.model_config(cfg)
     check_parallel(cfg, family.tp_sizes(model_cfg), world=world)
     check_experts(cfg, getattr(model_cfg, "n_experts", 0))
+    check_master_weights(cfg, world=world)
     if memory and os.environ.get(SKIP_MEMORY_CHECK) != "1":
         estimate = estimate_config_memory(cfg, family.shape(model_cfg), world=world)
         check_memory(cfg, estimate, device_memory(cfg.train.device, local_ranks), local_ranks)
@@ -97,6 +98,15 @@ def check_experts(cfg: Config, n_experts: int) -> None:
             f"parallel.ep({ep}) must divide the model's {n_experts} experts; try ep in "
             f"{{{', '.join(map(str, divisors))}}}"
         )
+
+
+def check_master_weights(cfg: Config, *, world: int) -> None:
+    """ValueError if train.master_weights=optimizer cannot apply to this layout."""
+    from trainperf.train.master import blocker, refusal
+
+    why = blocker(cfg, world=world)
+    if cfg.train.master_weights == "optimizer" and why:
+        raise ValueError(refusal(why))
 
 
 def device_memory(device: str, local_ranks: int) -> DeviceMemory:

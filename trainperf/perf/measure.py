@@ -208,6 +208,8 @@ def measure(
     result.losses = [round(float(x), 5) for x in losses]
     result.seed = cfg.train.seed
     result.features += f", attention {trainer.attention}"
+    if trainer.master_weights == "optimizer":
+        result.features += ", float32 masters in AdamW"
     if cuda:
         synced = "host clock, a GPU sync per step"
         result.timing = synced if sync_each_step else "CUDA events, no host sync"

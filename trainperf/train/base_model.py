@@ -152,7 +152,7 @@ def prepare_base_model(
         bar.update(task, completed=BASE_STEPS)
     eval_loss = trainer.evaluate()
     with atomic_path(out, directory=True) as tmp:
-        spec.family.save_checkpoint(trainer.model, tmp)
+        spec.family.save_checkpoint(trainer.model_with_masters(), tmp)
         info = {
             "fingerprint": fingerprint,
             "steps": BASE_STEPS,

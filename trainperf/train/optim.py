@@ -8,11 +8,18 @@ import torch
 from torch import nn
 
 from trainperf.config import TrainConfig
+from trainperf.train.master import MasterAdamW
 
 
 def build_optimizer(
-    model: nn.Module, cfg: TrainConfig, *, fused: bool = False, streams: int = 1
-) -> torch.optim.AdamW | StreamedAdamW:
+    model: nn.Module,
+    cfg: TrainConfig,
+    *,
+    fused: bool = False,
+    streams: int = 1,
+    masters: dict[nn.Parameter, torch.Tensor] | None = None,
+    accumulate: bool = False,
+) -> torch.optim.AdamW | StreamedAdamW | MasterAdamW:
     """AdamW with decoupled weight decay on matrices only, or on every parameter.
 
     Megatron (and so the NeMo llama31_8b reference) exempts biases and 1-D parameters (norm
@@ -21,6 +28,8 @@ def build_optimizer(
     different device meshes (expert parallel's experts beside FSDP's other parameters) go into
     separate groups: a foreach / fused update takes one mesh at a time. With ``streams`` > 1
     (fused only) the parameters are split over that many CUDA streams (`StreamedAdamW`).
+    With ``masters`` (train.master_weights=optimizer: the model's bf16 copies -> their float32
+    masters) it is `MasterAdamW`, its bf16 gradients summed in float32 when ``accumulate``.
     """
     groups: dict[tuple[bool, int], list[nn.Parameter]] = {}
     for name, p in model.named_parameters():
@@ -32,7 +41,10 @@ def build_optimizer(
         {"params": params, "weight_decay": cfg.weight_decay if decay else 0.0}
         for (decay, _), params in sorted(groups.items(), key=lambda kv: not kv[0][0])
     ]
-    hyper = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps, fused=fused)
+    hyper = dict(lr=cfg.lr, betas=(cfg.beta1, cfg.beta2), eps=cfg.eps)
+    if masters is not None:
+        return MasterAdamW(param_groups, masters=masters, accumulate=accumulate, **hyper)
+    hyper["fused"] = fused
     if fused and streams > 1:
         return StreamedAdamW(param_groups, streams=streams, **hyper)
     return torch.optim.AdamW(param_groups, **hyper)
@@ -145,6 +157,6 @@ def lr_at(
     return end_lr + (base_lr - end_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def set_lr(optimizer: torch.optim.Optimizer | StreamedAdamW, lr: float) -> None:
+def set_lr(optimizer: torch.optim.Optimizer | StreamedAdamW | MasterAdamW, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

@@ -32,6 +32,8 @@ from trainperf.parallel.dims import ParallelDims
 from trainperf.parallel.float8 import check_float8_available, precompute_float8_scales
 from trainperf.parallel.parallelize import Applied, parallelize_model
 from trainperf.train.distributed import DistEnv, all_reduce_sum, barrier, local_device
+from trainperf.train.master import keep_masters_, restore_masters_
+from trainperf.train.master import resolve_mode as resolve_master_weights
 from trainperf.train.metrics import AsyncScalar
 from trainperf.train.optim import StreamedAdamW, build_optimizer, lr_at, mesh_key, set_lr
 from trainperf.train.progress import RunProgress
@@ -82,13 +84,17 @@ def clip_grad_norm_(
     which saves one read and one write of every gradient per step. The update is the same up
     to float32 rounding (g / (1/c) instead of g * c).
     """
+    gradient = getattr(optimizer, "gradient", None) or (lambda p: p.grad)
     by_mesh: dict[int, list[nn.Parameter]] = {}
+    grads: dict[int, list[torch.Tensor]] = {}
     for p in params:
-        if p.grad is not None:
+        grad = gradient(p)
+        if grad is not None:
             by_mesh.setdefault(mesh_key(p), []).append(p)
+            grads.setdefault(mesh_key(p), []).append(grad)
     norms = []
-    for group in by_mesh.values():
-        norm = torch.nn.utils.get_total_norm([p.grad for p in group], foreach=True)
+    for key in by_mesh:
+        norm = _total_norm(grads[key])
         norms.append(norm.full_tensor() if isinstance(norm, DTensor) else norm)
     total = torch.stack(norms).norm() if len(norms) > 1 else norms[0]
     if optimizer is not None and fused_optimizer(optimizer):
@@ -98,6 +104,15 @@ def clip_grad_norm_(
     for group in by_mesh.values():
         torch.nn.utils.clip_grads_with_norm_(group, max_norm, total, foreach=True)
     return total
+
+
+def _total_norm(grads: list[torch.Tensor]) -> torch.Tensor:
+    """The 2-norm of `grads` together; bf16 gradients' per-tensor norms are taken in float32
+    (torch's own would round each to bf16 first)."""
+    if isinstance(grads[0], DTensor) or all(g.dtype == torch.float32 for g in grads):
+        return torch.nn.utils.get_total_norm(grads, foreach=True)
+    norms = torch._foreach_norm(grads, 2.0, dtype=torch.float32)
+    return torch.linalg.vector_norm(torch.stack(norms))
 
 
 def fused_optimizer(optimizer: torch.optim.Optimizer | StreamedAdamW) -> bool:
@@ -185,13 +200,33 @@ class Trainer:
             self.data = self._build_data()
         self.train_samples_per_epoch = self.data.train_samples
         self.model = self.build_model()
+        world = self.env.world_size if self.env.enabled else 1
+        self.master_weights = resolve_master_weights(
+            self.cfg, world=world, device=self.device, dtype=self.dtype
+        )
+        self.masters = (
+            keep_masters_(self.model, self.dtype) if self.master_weights == "optimizer" else None
+        )
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         # fused AdamW on CUDA, FSDP2's sharded DTensor parameters included (one kernel for all
         # parameters instead of foreach's per-tensor launches); foreach on CPU
         fused = self.device.type == "cuda" and self.cfg.parallel.tp == 1
         self.optimizer = build_optimizer(
-            self.model, self.cfg.train, fused=fused, streams=self.cfg.train.optimizer_streams
+            self.model,
+            self.cfg.train,
+            fused=fused,
+            streams=self.cfg.train.optimizer_streams,
+            masters=self.masters,
+            accumulate=self.grad_accumulation > 1,
         )
+
+    def model_with_masters(self) -> nn.Module:
+        """The model with float32 weights (train.master_weights=optimizer: the masters put back
+        in place of the bf16 copies, which ends training): what a checkpoint saves."""
+        if self.masters is not None:
+            restore_masters_(self.model, self.masters)
+            self.masters = None
+        return self.model
 
     def _build_data(self) -> BenchmarkData:
         # Rank 0 builds (and caches) the sample indices first; the other ranks then load them

@@ -245,6 +245,10 @@ class Experts(nn.Module):
     (the biases only with ``cfg.bias``).
     """
 
+    autocast_params = ("gate_up", "down", "gate_up_bias", "down_bias")
+    """Used only in autocast's dtype (`_compute`): train.master_weights=optimizer may hold
+    them as bf16 copies."""
+
     def __init__(self, cfg: GptOssConfig) -> None:
         super().__init__()
         E, h, f = cfg.n_experts, cfg.dim, cfg.moe_dim
