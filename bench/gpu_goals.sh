@@ -9,6 +9,7 @@
 #   bash bench/gpu_goals.sh final     # peers without AC, ours (AdamW on 1 and 2 streams, event
 #                                     #   timing and a sync per step): the figures for RESULTS
 #   bash bench/gpu_goals.sh master    # float32 masters in AdamW against masters in the model
+#   bash bench/gpu_goals.sh masterfinal  # with them: both goals beside their peers
 # Every trainperf run uses train.seed=1234 (same initial weights and batches across variants).
 source bench/device_env.sh
 flux_peer() {  # name, timeout, peer_bench.py hf-flux arguments...
@@ -72,6 +73,16 @@ master)  # float32 masters in AdamW (train.master_weights auto = optimizer here)
   moe_ours ours_moe_model 110 --steps 30 train.master_weights=model
   flux_ours ours_flux_bf16 110
   flux_ours ours_flux_bf16_model 110 train.master_weights=model
+  ;;
+masterfinal)  # the figures with masters in AdamW: gpt_oss bracketed by two peer runs (ours with
+  # a kernel table), at the preset's GBS 4 (accumulated in float32) too; flux1 bf16 beside its peer
+  moe_peer peer_moe_noac 150 --no-ac
+  moe_ours ours_moe 120 --steps 30 --profile "$OUT/prof_moe"
+  kernels prof_moe
+  moe_peer peer_moe_noac_again 150 --no-ac
+  moe_ours ours_moe_gbs4 110 train.global_batch_size=4
+  flux_peer peer_flux_noac 150 --no-ac
+  flux_ours ours_flux_bf16 110
   ;;
 esac
 finish
