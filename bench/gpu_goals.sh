@@ -10,6 +10,7 @@
 #                                     #   timing and a sync per step): the figures for RESULTS
 #   bash bench/gpu_goals.sh master    # float32 masters in AdamW against masters in the model
 #   bash bench/gpu_goals.sh masterfinal  # with them: both goals beside their peers
+#   bash bench/gpu_goals.sh adamw     # the AdamW kernel's launch shapes; gpt_oss with the best
 # Every trainperf run uses train.seed=1234 (same initial weights and batches across variants).
 source bench/device_env.sh
 flux_peer() {  # name, timeout, peer_bench.py hf-flux arguments...
@@ -83,6 +84,20 @@ masterfinal)  # the figures with masters in AdamW: gpt_oss bracketed by two peer
   moe_ours ours_moe_gbs4 110 train.global_batch_size=4
   flux_peer peer_flux_noac 150 --no-ac
   flux_ours ours_flux_bf16 110
+  ;;
+adamw)  # the AdamW kernel's launch shapes (bench/adamw_kernel.py), then gpt_oss with the fastest
+  # shape and with the default one, beside the peer
+  run adamw_kernel 150 python3 bench/adamw_kernel.py
+  read -r block warps < <(tail -1 "$OUT/adamw_kernel.json" | python3 -c \
+    "import json, sys; print(*json.load(sys.stdin)['best'])")
+  moe_peer peer_moe_noac 150 --no-ac
+  run ours_moe_block${block}_warps${warps} 120 python3 -c "import sys
+import trainperf.train.master as M
+M.BLOCK, M.WARPS = $block, $warps
+from trainperf.cli import main
+sys.exit(main(sys.argv[1:]))" perf gpt_oss_20b --preset 1gpu --json --steps 30 --warmup 3 \
+    train.seed=1234 train.global_batch_size=1 train.micro_batch_size=1 parallel.compile=true
+  moe_ours ours_moe 120 --steps 30
   ;;
 esac
 finish
