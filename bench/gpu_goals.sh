@@ -11,6 +11,7 @@
 #   bash bench/gpu_goals.sh master    # float32 masters in AdamW against masters in the model
 #   bash bench/gpu_goals.sh masterfinal  # with them: both goals beside their peers
 #   bash bench/gpu_goals.sh adamw     # the AdamW kernel's launch shapes; gpt_oss with the best
+#   bash bench/gpu_goals.sh runcheck  # `trainperf run` small scales to their targets with them
 # Every trainperf run uses train.seed=1234 (same initial weights and batches across variants).
 source bench/device_env.sh
 flux_peer() {  # name, timeout, peer_bench.py hf-flux arguments...
@@ -98,6 +99,16 @@ from trainperf.cli import main
 sys.exit(main(sys.argv[1:]))" perf gpt_oss_20b --preset 1gpu --json --steps 30 --warmup 3 \
     train.seed=1234 train.global_batch_size=1 train.micro_batch_size=1 parallel.compile=true
   moe_ours ours_moe 120 --steps 30
+  ;;
+runcheck)  # `trainperf run` with masters in AdamW (auto): the GPU tests, then gpt_oss_20b's small
+  # scale to its target and its log through the official checker, then llama31_8b's small scale
+  gpu_tests gpu_tests_master tests/unit/train/test_master_weights.py \
+    tests/unit/train/test_optim_streams.py tests/unit/train/test_clip_fused.py
+  run run_gpt_oss_small 330 python3 -m trainperf run gpt_oss_20b --scale small --no-progress \
+    --results "$OUT/results_gpt_oss_small" train.seed=1234
+  run check_gpt_oss_small 60 python3 -m trainperf check "$OUT/results_gpt_oss_small"
+  run run_llama_small 150 python3 -m trainperf run llama31_8b --scale small --no-progress \
+    --results "$OUT/results_llama_small" train.seed=1
   ;;
 esac
 finish
