@@ -29,6 +29,18 @@ def test_tensor_parallel_that_does_not_divide_the_heads_is_refused(trainperf) ->
 
 
 @pytest.mark.parametrize("command", ["run", "perf"])
+def test_master_weights_in_the_optimizer_where_they_cannot_be_is_refused(
+    command, tmp_path: Path, trainperf
+) -> None:
+    """float32 compute (tiny on CPU) has no bf16 copies to keep."""
+    extra = ["--results", str(tmp_path)] if command == "run" else []
+    err = _refused(trainperf(command, "train.master_weights=optimizer", *extra))
+    assert "train.master_weights=optimizer does not apply: the compute dtype is float32" in err
+    assert "use train.master_weights=model (or auto, which chooses)" in err
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("command", ["run", "perf"])
 def test_a_model_too_big_for_the_machine_is_refused(command, trainperf) -> None:
     err = _refused(trainperf(command, "llama31_405b", "--scale", "full", "train.device=cpu"))
     assert "llama31_405b at scale full does not fit: it needs ~" in err

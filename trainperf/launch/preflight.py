@@ -21,6 +21,8 @@ import dataclasses
 import os
 from dataclasses import dataclass
 
+import torch
+
 from trainperf.config import Config
 from trainperf.perf.memory import GIB, OVERHEAD_GIB, MemoryEstimate, estimate_config_memory
 
@@ -104,8 +106,12 @@ def check_master_weights(cfg: Config, *, world: int) -> None:
     """ValueError if train.master_weights=optimizer cannot apply to this layout."""
     from trainperf.train.master import blocker, refusal
 
-    why = blocker(cfg, world=world)
-    if cfg.train.master_weights == "optimizer" and why:
+    if cfg.train.master_weights != "optimizer":
+        return
+    device = cfg.train.device
+    cuda = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    why = blocker(cfg, world=world, device="cuda" if cuda else "cpu")
+    if why:
         raise ValueError(refusal(why))
 
 

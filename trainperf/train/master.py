@@ -44,20 +44,26 @@ BLOCK = 1024
 WARPS = 4
 
 
-def blocker(cfg, *, world: int) -> str | None:
-    """Why `cfg` on `world` ranks cannot keep its masters in the optimizer, or None.
+def blocker(cfg, *, world: int, device: str) -> str | None:
+    """Why `cfg` on `world` ranks of `device` ('cuda' or 'cpu') cannot keep its masters in
+    the optimizer, or None.
 
     Only where the model's float32 parameters are cast by autocast: one process (on 2+ ranks
     FSDP2 makes the bf16 copies itself, as it gathers them), bf16 compute over float32 masters,
     no float8 (it casts the float32 weights itself) and no LoRA (its adapters are small).
     """
+    from trainperf.train.trainer import resolve_dtype
+
     t, par = cfg.train, cfg.parallel
     if world > 1:
         return f"{world} ranks (FSDP2 makes the bf16 copies as it gathers the weights)"
     if t.master_dtype != "float32":
         return "train.master_dtype=bfloat16 has no float32 master"
-    if t.dtype == "float32":
-        return "train.dtype=float32 computes in float32 (no bf16 copies to keep)"
+    if resolve_dtype(t.dtype, torch.device(device), master=t.master_dtype) != torch.bfloat16:
+        return (
+            f"the compute dtype is float32 (train.dtype={t.dtype} on {device}), so there are "
+            "no bf16 copies to keep"
+        )
     if par.float8 != "none":
         return f"parallel.float8={par.float8} casts the float32 weights itself"
     if cfg.model.lora_rank:
@@ -73,14 +79,12 @@ def refusal(why: str) -> str:
     )
 
 
-def resolve_mode(cfg, *, world: int, device: torch.device, dtype: torch.dtype) -> str:
+def resolve_mode(cfg, *, world: int, device: torch.device) -> str:
     """'model' or 'optimizer' for train.master_weights (ValueError: 'optimizer' impossible)."""
     want = cfg.train.master_weights
     if want == "model":
         return want
-    why = blocker(cfg, world=world) or (
-        None if dtype == torch.bfloat16 else "the compute dtype is float32 here"
-    )
+    why = blocker(cfg, world=world, device=device.type)
     if want == "optimizer" and why:
         raise ValueError(refusal(why))
     if want == "auto" and (why or device.type != "cuda"):

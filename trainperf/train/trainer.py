@@ -201,9 +201,7 @@ class Trainer:
         self.train_samples_per_epoch = self.data.train_samples
         self.model = self.build_model()
         world = self.env.world_size if self.env.enabled else 1
-        self.master_weights = resolve_master_weights(
-            self.cfg, world=world, device=self.device, dtype=self.dtype
-        )
+        self.master_weights = resolve_master_weights(self.cfg, world=world, device=self.device)
         self.masters = (
             keep_masters_(self.model, self.dtype) if self.master_weights == "optimizer" else None
         )

@@ -215,27 +215,39 @@ def test_triton_kernel_is_the_torch_arithmetic(device: str) -> None:
 
 
 def test_modes_and_refusals(tmp_path) -> None:
-    """auto keeps the masters in AdamW only on CUDA in one process; 'optimizer' where it cannot
-    apply is refused in one line naming the reason and the fix."""
+    """auto keeps the masters in AdamW only on CUDA in one process with bf16 compute;
+    'optimizer' where it cannot apply is refused in one line naming the reason and the fix."""
     cfg = apply_overrides(get_default_config("gpt_oss_20b", "tiny"), SMALL)
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert resolve_mode(cfg, world=1, device=cpu, dtype=torch.bfloat16) == "model"
-    assert resolve_mode(cfg, world=1, device=cuda, dtype=torch.bfloat16) == "optimizer"
-    assert resolve_mode(cfg, world=2, device=cuda, dtype=torch.bfloat16) == "model"
+    assert resolve_mode(cfg, world=1, device=cpu) == "model"
+    assert resolve_mode(cfg, world=1, device=cuda) == "optimizer"
+    assert resolve_mode(cfg, world=2, device=cuda) == "model"
+    auto_dtype = apply_overrides(cfg, ["train.dtype=auto"])  # bf16 on CUDA, float32 on CPU
+    assert resolve_mode(auto_dtype, world=1, device=cuda) == "optimizer"
     asked = apply_overrides(cfg, ["train.master_weights=optimizer"])
-    assert resolve_mode(asked, world=1, device=cpu, dtype=torch.bfloat16) == "optimizer"
+    assert resolve_mode(asked, world=1, device=cpu) == "optimizer"  # train.dtype=bfloat16
+    check_master_weights(asked, world=1)
     refused = {
         "2 ranks": (asked, 2),
-        "train.master_dtype=bfloat16": (apply_overrides(asked, ["train.master_dtype=bfloat16"]), 1),
-        "train.dtype=float32": (apply_overrides(asked, ["train.dtype=float32"]), 1),
+        "train.master_dtype=bfloat16": (
+            apply_overrides(asked, ["train.master_dtype=bfloat16"]),
+            1,
+        ),
+        r"the compute dtype is float32 \(train.dtype=float32 on cpu\)": (
+            apply_overrides(asked, ["train.dtype=float32", "train.device=cpu"]),
+            1,
+        ),
+        r"the compute dtype is float32 \(train.dtype=auto on cpu\)": (
+            apply_overrides(asked, ["train.dtype=auto", "train.device=cpu"]),
+            1,
+        ),
         "parallel.float8=tensorwise": (apply_overrides(asked, ["parallel.float8=tensorwise"]), 1),
+        "LoRA": (apply_overrides(asked, ["model.lora_rank=4"]), 1),
     }
     for why, (bad, world) in refused.items():
         with pytest.raises(ValueError, match=f"does not apply: {why}.*master_weights=model"):
             check_master_weights(bad, world=world)
     with pytest.raises(ValueError, match="compute dtype is float32"):
-        resolve_mode(
-            apply_overrides(asked, ["train.dtype=auto"]), world=1, device=cpu, dtype=torch.float32
-        )
+        resolve_mode(apply_overrides(asked, ["train.dtype=auto"]), world=1, device=cpu)
     with pytest.raises(ValueError, match=r"train.master_weights\('fp32'\) must be"):
         apply_overrides(cfg, ["train.master_weights=fp32"])
