@@ -127,7 +127,8 @@ class TrainConfig:
     writes the model's bf16 copies in the same pass as the update; the gradients stay bf16,
     summed in float32 over micro-batches: the same training without the two casts) or 'auto'
     ('optimizer' on CUDA in one process without float8 or LoRA, else 'model'). On 2+ ranks
-    FSDP2 makes the bf16 copies as it gathers the weights."""
+    FSDP2 makes the bf16 copies as it gathers the weights. With 'optimizer',
+    train.optimizer_streams has no effect (each launch of its kernel fills the GPU)."""
     optimizer_streams: int = 2
     """CUDA streams that torch's fused AdamW runs on, the parameters split among them by size
     (each launch of the fused kernel fills only part of a large GPU; launches on two streams
