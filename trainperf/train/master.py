@@ -37,7 +37,6 @@ try:
 except ImportError:  # pragma: no cover - torch's CUDA wheels bring Triton
     triton = None
 
-MODES = ("auto", "model", "optimizer")
 BLOCK = 1024
 """Elements per Triton program of the update (8 per thread at 4 warps): 4.13 TB/s on an H200,
 98 % of a plain copy's; 4096 x 8 warps 3.70, torch's fused AdamW 2.83 (bench/adamw_kernel.py)."""
