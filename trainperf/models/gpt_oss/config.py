@@ -66,6 +66,11 @@ class GptOssConfig:
     bias: bool = True
     """Biases on every projection, the router and the experts (HF); False: none (Megatron's
     ``add_bias_linear: false``)."""
+    qk_norm: bool = False
+    """RMSNorm (a learned weight of head_dim, shared by the heads) on every query and key head
+    before RoPE: Megatron's ``qk_layernorm``, which the MLPerf reference inherits (Primus
+    gpt_oss_20B.yaml extends deepseek_v2_base.yaml, ``qk_layernorm: true``); HF's gpt-oss and
+    NVIDIA's v6.0 model have none."""
     router_aux_loss_coef: float = 0.0
     """Weight of the load-balancing loss (HF's ``load_balancing_loss_func``) added to the
     training loss; 0 leaves it out (HF's default: output_router_logits False)."""
@@ -131,6 +136,7 @@ GPT_OSS_CONFIGS: dict[str, GptOssConfig] = {
         swiglu_limit=None,
         attention_sinks=False,
         bias=False,
+        qk_norm=True,
         norm_eps=1e-6,
         init_std=0.02,
     ),  # fmt: skip
@@ -151,13 +157,15 @@ GPT_OSS_CONFIGS: dict[str, GptOssConfig] = {
         swiglu_limit=None,
         attention_sinks=False,
         bias=False,
+        qk_norm=True,
         norm_eps=1e-6,
         init_std=0.008,
     ),  # fmt: skip
     # MLPerf gpt_oss_20b's reference (mlcommons/training small_llm_moe_pretraining/primus,
     # Megatron): gpt-oss-20b's shapes with the Llama 3.1 tokenizer (128,256), plain SwiGLU, no
     # biases, no sinks, plain RoPE (base 150,000, no YaRN), window (128, 0) = 129 keys with the
-    # query itself on even layers, RMSNorm eps 1e-6, init std 0.008, no load-balancing loss.
+    # query itself on even layers, QK norm, RMSNorm eps 1e-6, init std 0.008, no load-balancing
+    # loss.
     "gpt-oss-20b-mlperf": GptOssConfig(
         dim=2880,
         n_layers=24,
@@ -174,6 +182,7 @@ GPT_OSS_CONFIGS: dict[str, GptOssConfig] = {
         swiglu_limit=None,
         attention_sinks=False,
         bias=False,
+        qk_norm=True,
         norm_eps=1e-6,
         init_std=0.008,
     ),  # fmt: skip

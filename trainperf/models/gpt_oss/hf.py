@@ -44,6 +44,9 @@ _BLOCK = {
     "attention_norm.weight": "input_layernorm.weight",
     "ffn_norm.weight": "post_attention_layernorm.weight",
     "attention.sinks": "self_attn.sinks",
+    # qk_norm (the MLPerf reference's): Qwen3's names; HF's GptOss has no such weights
+    "attention.q_norm.weight": "self_attn.q_norm.weight",
+    "attention.k_norm.weight": "self_attn.k_norm.weight",
     "moe.router.weight": "mlp.router.weight",
     "moe.router.bias": "mlp.router.bias",
     "moe.experts.gate_up": "mlp.experts.gate_up_proj",
@@ -57,7 +60,7 @@ _BLOCK = {
 # What a checkpoint must agree on with the model (epsilons and init are not weights).
 MATCHED_FIELDS = ("dim", "n_layers", "n_heads", "n_kv_heads", "head_dim", "vocab_size",
                   "n_experts", "top_k", "moe_dim", "sliding_window", "rope_theta", "yarn",
-                  "swiglu_alpha", "swiglu_limit")  # fmt: skip
+                  "swiglu_alpha", "swiglu_limit", "qk_norm")  # fmt: skip
 
 
 def hf_name(name: str) -> str:
@@ -106,8 +109,9 @@ def config_from_hf(hf: dict, **overrides: object) -> GptOssConfig:
         rope_theta=float(rope.get("rope_theta", hf.get("rope_theta", 150000.0))),
         yarn=_yarn_from_hf(hf), norm_eps=float(hf.get("rms_norm_eps", 1e-5)),
         swiglu_alpha=float(hf.get("swiglu_alpha", 1.702)),
-        swiglu_limit=float(hf.get("swiglu_limit", 7.0)),
+        swiglu_limit=None if (limit := hf.get("swiglu_limit", 7.0)) is None else float(limit),
         max_seq_len=min(int(hf.get("max_position_embeddings", 8192)), 8192),
+        qk_norm=bool(hf.get("qk_norm", False)),
         init_std=float(hf.get("initializer_range", 0.02)),
     )  # fmt: skip
     fields.update(overrides)
@@ -135,6 +139,7 @@ def config_to_hf(cfg: GptOssConfig) -> dict:
         "swiglu_alpha": cfg.swiglu_alpha, "swiglu_limit": cfg.swiglu_limit,
         "max_position_embeddings": cfg.max_seq_len, "initializer_range": cfg.init_std,
         "router_aux_loss_coef": cfg.router_aux_loss_coef, "attention_bias": True,
+        "qk_norm": cfg.qk_norm,
         "tie_word_embeddings": False,
     }  # fmt: skip
 

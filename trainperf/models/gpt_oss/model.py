@@ -202,7 +202,8 @@ _FLEX: list = []
 
 
 class Attention(nn.Module):
-    """Grouped-query attention with biases, half-split YaRN RoPE and per-head sinks."""
+    """Grouped-query attention with biases, half-split YaRN RoPE, per-head sinks and (with
+    ``cfg.qk_norm``) RMSNorm on each query and key head before RoPE."""
 
     def __init__(self, cfg: GptOssConfig, layer_id: int) -> None:
         super().__init__()
@@ -214,11 +215,19 @@ class Attention(nn.Module):
         self.wo = nn.Linear(q_dim, cfg.dim, bias=cfg.bias)
         self.sinks = nn.Parameter(torch.empty(cfg.n_heads)) if cfg.attention_sinks else None
         self.sdpa = SinkAttention(cfg.sliding_window if cfg.is_sliding(layer_id) else None)
+        if cfg.qk_norm:  # Megatron's qk_layernorm: per head, before RoPE
+            self.q_norm = RMSNorm(cfg.head_dim, eps=cfg.norm_eps)
+            self.k_norm = RMSNorm(cfg.head_dim, eps=cfg.norm_eps)
+        else:
+            self.q_norm = self.k_norm = None
 
     def forward(self, x: torch.Tensor, cache: torch.Tensor) -> torch.Tensor:
         B, T, _ = x.shape
-        q = apply_rope(self.wq(x).view(B, T, -1, self.head_dim), cache)
-        k = apply_rope(self.wk(x).view(B, T, -1, self.head_dim), cache)
+        q = self.wq(x).view(B, T, -1, self.head_dim)
+        k = self.wk(x).view(B, T, -1, self.head_dim)
+        if self.q_norm is not None:
+            q, k = self.q_norm(q), self.k_norm(k)
+        q, k = apply_rope(q, cache), apply_rope(k, cache)
         v = self.wv(x).view(B, T, -1, self.head_dim)
         out = self.sdpa(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), self.sinks)
         return self.wo(out.transpose(1, 2).reshape(B, T, -1))

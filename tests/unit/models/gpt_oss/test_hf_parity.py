@@ -204,3 +204,31 @@ def test_registry_sizes_are_hf_models(flavor: str) -> None:
         hf = transformers.GptOssForCausalLM(transformers.GptOssConfig(**config_to_hf(cfg)))
     assert num_params(cfg) == sum(p.numel() for p in hf.parameters())
     assert config_from_hf(hf.config.to_dict(), max_seq_len=cfg.max_seq_len) == cfg
+
+
+def test_qk_norm_checkpoint_round_trips_and_a_mismatch_is_refused(tmp_path: Path) -> None:
+    """The MLPerf reference's variant (qk_norm, plain SwiGLU: swiglu_limit null, no sinks or
+    biases) saves in the HF layout with its q and k norm weights (Qwen3's names) and config key,
+    loads back bit for bit; a model without QK norm refuses that checkpoint, naming the field,
+    and stays untouched."""
+    cfg = get_gpt_oss_config("tiny", vocab_size=256)
+    torch.manual_seed(3)
+    ours = GptOss(cfg)
+    ours.init_weights()
+    with torch.no_grad():
+        for name, p in ours.named_parameters():
+            if "norm" in name:
+                p.add_(torch.randn_like(p) * 0.1)
+    folder = save_hf_checkpoint(ours, tmp_path / "qk")
+    saved = load_file(folder / "model.safetensors")
+    assert "model.layers.1.self_attn.k_norm.weight" in saved
+    assert json.loads((folder / "config.json").read_text())["qk_norm"] is True
+    back = GptOss(cfg)
+    load_hf_checkpoint(back, folder)
+    for (name, a), b in zip(ours.named_parameters(), back.parameters()):
+        assert torch.equal(a, b), name
+    plain = GptOss(get_gpt_oss_config("tiny", vocab_size=256, qk_norm=False))
+    before = {n: p.clone() for n, p in plain.named_parameters()}
+    with pytest.raises(ValueError, match="qk_norm: model False vs checkpoint True"):
+        load_hf_checkpoint(plain, folder)
+    assert all(torch.equal(p, before[n]) for n, p in plain.named_parameters())

@@ -87,9 +87,45 @@ def test_reference_variant_has_no_sinks_biases_or_clamp() -> None:
     names = [n for n, _ in model.named_parameters()]
     assert not [n for n in names if "bias" in n or "sinks" in n]
     # per layer: q/o (64 heads) and k/v (8) of head_dim 64, the router, 32 experts' gate_up
-    # (2 x 2880 wide) and down, two norms; then embedding, output and the final norm
-    layer = 2880 * 64 * 144 + 2880 * 32 + 32 * 3 * 2880 * 2880 + 2 * 2880
-    assert num_params(cfg) == 24 * layer + 2 * 128256 * 2880 + 2880 == 20_488_415_040
+    # (2 x 2880 wide) and down, two norms and the q and k norms (head_dim each); then
+    # embedding, output and the final norm
+    assert cfg.qk_norm and {n for n in names if "q_norm" in n or "k_norm" in n} == {
+        f"layers.{i}.attention.{x}_norm.weight" for i in range(24) for x in "qk"
+    }
+    layer = 2880 * 64 * 144 + 2880 * 32 + 32 * 3 * 2880 * 2880 + 2 * 2880 + 2 * 64
+    assert num_params(cfg) == 24 * layer + 2 * 128256 * 2880 + 2880 == 20_488_418_112
+
+
+def test_qk_norm_normalises_each_head_before_rope(monkeypatch) -> None:
+    """qk_norm (Megatron's qk_layernorm): RoPE receives each query and key head divided by its
+    own RMS over head_dim and times the norm's weight; without it, the raw projections."""
+    from trainperf.models.gpt_oss import model as M
+
+    torch.manual_seed(0)
+    seen: list[torch.Tensor] = []
+
+    def spy(x, cache):
+        seen.append(x.detach().clone())
+        return rope(x, cache)
+
+    rope = M.apply_rope
+    monkeypatch.setattr(M, "apply_rope", spy)
+    for qk_norm in (True, False):
+        cfg = get_gpt_oss_config("debug", qk_norm=qk_norm)
+        attn = M.Attention(cfg, layer_id=1)
+        for p in attn.parameters():
+            torch.nn.init.normal_(p, std=0.5)
+        x = torch.randn(2, 6, cfg.dim)
+        seen.clear()
+        attn(x, M.rope_cache(cfg)[:6])
+        for got, proj, norm in ((seen[0], attn.wq, attn.q_norm), (seen[1], attn.wk, attn.k_norm)):
+            raw = proj(x).view(2, 6, -1, cfg.head_dim)  # (B, T, heads, head_dim)
+            want = raw
+            if qk_norm:
+                rms = raw.pow(2).mean(-1, keepdim=True).add(cfg.norm_eps).sqrt()
+                want = raw / rms * norm.weight
+            torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        assert qk_norm == any("q_norm" in n for n, _ in attn.named_parameters())
 
 
 def test_flops_count_the_active_experts_and_the_window() -> None:
