@@ -44,13 +44,13 @@ def main() -> None:
     m, v = torch.zeros(N, device=dev), torch.zeros(N, device=dev)
     out = torch.empty(N, device=dev, dtype=torch.bfloat16)
     scale = torch.tensor(1.5, device=dev)
-    hyper = dict(beta1=0.9, beta2=0.95, eps=1e-8, decay=1 - 1e-5, step_size=1e-5,
-                 bc2_sqrt=math.sqrt(0.05))  # fmt: skip
+    hyper = M.StepScalars(beta1=0.9, beta2=0.95, eps=1e-8, decay=1 - 1e-5, step_size=1e-5,
+                          bc2_sqrt=math.sqrt(0.05))  # fmt: skip
     moved = N * 28
     results = {}
     for block, warps in SHAPES:
         M.BLOCK, M.WARPS = block, warps
-        s = timed(lambda: M.adamw_triton(master, grad, m, v, out, scale, **hyper))
+        s = timed(lambda: M.adamw_triton(master, grad, m, v, out, scale, hyper))
         results[(block, warps)] = s
         row = {"kernel": "adamw_triton", "block": block, "warps": warps, "ms": round(s * 1e3, 3)}
         print(json.dumps({**row, "tb_s": round(moved / s / 1e12, 3)}), flush=True)

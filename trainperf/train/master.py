@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -195,23 +196,25 @@ else:  # pragma: no cover
     adamw_kernel = None
 
 
-def adamw_triton(
-    master: torch.Tensor,
-    grad: torch.Tensor,
-    m: torch.Tensor,
-    v: torch.Tensor,
-    out: torch.Tensor | None,
-    scale: torch.Tensor | None,
-    *,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    decay: float,
-    step_size: float,
-    bc2_sqrt: float,
-    kernel=None,
-) -> None:
-    """Launch `kernel` (default `adamw_kernel`) over contiguous tensors of equal size."""
+@dataclass(frozen=True)
+class StepScalars:
+    """The scalars of one AdamW update of one tensor (its step's bias corrections folded in)."""
+
+    beta1: float
+    beta2: float
+    eps: float
+    decay: float
+    """1 - lr x weight_decay."""
+    step_size: float
+    """lr / (1 - beta1^step)."""
+    bc2_sqrt: float
+    """sqrt(1 - beta2^step)."""
+
+
+def adamw_triton(master, grad, m, v, out, scale, k: StepScalars, *, kernel=None) -> None:
+    """Launch `kernel` (default `adamw_kernel`) over contiguous tensors of equal size: float32
+    `master`, `m`, `v`; `grad` in any float dtype; `out` the bf16 copy or None; `scale` the
+    clip factor (a 0-d tensor) or None."""
     n = master.numel()
     (kernel or adamw_kernel)[(triton.cdiv(n, BLOCK),)](
         master,
@@ -221,14 +224,14 @@ def adamw_triton(
         master if out is None else out.view(torch.int16),
         master if scale is None else scale,
         n,
-        beta1,
-        1.0 - beta1,
-        beta2,
-        1.0 - beta2,
-        eps,
-        decay,
-        step_size,
-        bc2_sqrt,
+        k.beta1,
+        1.0 - k.beta1,
+        k.beta2,
+        1.0 - k.beta2,
+        k.eps,
+        k.decay,
+        k.step_size,
+        k.bc2_sqrt,
         HAS_OUT=out is not None,
         HAS_SCALE=scale is not None,
         BLOCK=BLOCK,
@@ -236,30 +239,15 @@ def adamw_triton(
     )
 
 
-def adamw_torch(
-    master: torch.Tensor,
-    grad: torch.Tensor,
-    m: torch.Tensor,
-    v: torch.Tensor,
-    out: torch.Tensor | None,
-    scale: torch.Tensor | None,
-    *,
-    beta1: float,
-    beta2: float,
-    eps: float,
-    decay: float,
-    step_size: float,
-    bc2_sqrt: float,
-    kernel=None,
-) -> None:
+def adamw_torch(master, grad, m, v, out, scale, k: StepScalars) -> None:
     """The kernel's arithmetic as torch operations (CPU, or no Triton)."""
     g = grad.float()
     if scale is not None:
         g = g / scale.float()
-    master.mul_(decay)
-    m.mul_(beta1).add_(g, alpha=1.0 - beta1)  # fused AdamW's b1 m + (1 - b1) g, not a lerp
-    v.mul_(beta2).addcmul_(g, g, value=1.0 - beta2)
-    master.addcdiv_(m, v.sqrt().div_(bc2_sqrt).add_(eps), value=-step_size)
+    master.mul_(k.decay)
+    m.mul_(k.beta1).add_(g, alpha=1.0 - k.beta1)  # fused AdamW's b1 m + (1 - b1) g, not a lerp
+    v.mul_(k.beta2).addcmul_(g, g, value=1.0 - k.beta2)
+    master.addcdiv_(m, v.sqrt().div_(k.bc2_sqrt).add_(k.eps), value=-k.step_size)
     if out is not None:
         out.copy_(master)
 
@@ -338,13 +326,7 @@ class MasterAdamW:
                 state = self.state[p]
                 state["step"] += 1
                 step, master = state["step"], state["master"]
-                self.update(
-                    master,
-                    grad.contiguous(),
-                    state["exp_avg"],
-                    state["exp_avg_sq"],
-                    p if state["copy"] else None,
-                    self.grad_scale,
+                scalars = StepScalars(
                     beta1=beta1,
                     beta2=beta2,
                     eps=eps,
@@ -352,3 +334,6 @@ class MasterAdamW:
                     step_size=lr / (1.0 - beta1**step),
                     bc2_sqrt=math.sqrt(1.0 - beta2**step),
                 )
+                grad, m, v = grad.contiguous(), state["exp_avg"], state["exp_avg_sq"]
+                out = p if state["copy"] else None
+                self.update(master, grad, m, v, out, self.grad_scale, scalars)

@@ -7,6 +7,7 @@ and the update's Triton kernel (run here by Triton's interpreter) must be the to
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pytest
@@ -186,15 +187,15 @@ def test_triton_kernel_is_the_torch_arithmetic(device: str) -> None:
     grad = torch.randn(n).bfloat16().to(device)
     m, v = (torch.randn(n) * 0.01).to(device), (torch.rand(n) * 1e-4).to(device)
     master = master.to(device)
-    hyper = dict(beta1=0.9, beta2=0.95, eps=1e-8, decay=1 - 1e-3 * 0.1, step_size=1e-3 / 0.19,
-                 bc2_sqrt=math.sqrt(1 - 0.95**2))  # fmt: skip
+    hyper = M.StepScalars(beta1=0.9, beta2=0.95, eps=1e-8, decay=1 - 1e-3 * 0.1,
+                          step_size=1e-3 / 0.19, bc2_sqrt=math.sqrt(1 - 0.95**2))  # fmt: skip
     for scale in (None, torch.tensor(2.5, device=device)):
         a = [t.clone() for t in (master, m, v)]
         b = [t.clone() for t in (master, m, v)]
         out_a = torch.empty(n, dtype=torch.bfloat16, device=device)
         out_b = torch.empty(n, dtype=torch.bfloat16, device=device)
-        M.adamw_triton(a[0], grad, a[1], a[2], out_a, scale, kernel=kernel, **hyper)
-        adamw_torch(b[0], grad, b[1], b[2], out_b, scale, **hyper)
+        M.adamw_triton(a[0], grad, a[1], a[2], out_a, scale, hyper, kernel=kernel)
+        adamw_torch(b[0], grad, b[1], b[2], out_b, scale, hyper)
         # a few float32 ulps of the largest term of each sum (|(1 - beta1) g| < 0.5 here):
         # b1 m + (1 - b1) g may cancel, and torch may fuse a multiply-add the kernel does not
         for x, y in zip(a, b):
@@ -207,9 +208,9 @@ def test_triton_kernel_is_the_torch_arithmetic(device: str) -> None:
                           float("-inf"), 0.0, -0.0], device=device)  # fmt: skip
     zeros = [torch.zeros_like(edges) for _ in range(3)]
     out = torch.empty(len(edges), dtype=torch.bfloat16, device=device)
-    still = {**hyper, "decay": 1.0}
-    M.adamw_triton(edges.clone(), zeros[0].bfloat16(), zeros[1], zeros[2], out, None,
-                   kernel=kernel, **still)  # fmt: skip
+    still = dataclasses.replace(hyper, decay=1.0)
+    M.adamw_triton(edges.clone(), zeros[0].bfloat16(), zeros[1], zeros[2], out, None, still,
+                   kernel=kernel)  # fmt: skip
     assert out.view(torch.int16).equal(edges.bfloat16().view(torch.int16))
     assert triton is not None
 
